@@ -1,0 +1,41 @@
+# Quick start: `make run` (embedded default: one process, SQLite, no Kafka) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: setup model run test test-fast test-all bench bench-quality lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+setup: $(STAMP)
+
+## the bundled Jinshan model, trained from the project's own corpus (seconds; skipped when current)
+model: setup
+	$(BIN)/hotline build-model
+
+run: model
+	$(BIN)/hotline run
+
+## everything; tests needing Kafka/PostgreSQL skip outside CI when those are not running
+test: model
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+## the fast tier: unit tests only
+test-fast: model
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+test-all: test
+
+bench: model
+	$(BIN)/python -m ops.bench
+
+bench-quality: setup
+	$(BIN)/python -m ops.bench_quality
+
+clean:
+	rm -rf $(VENV) var classifier/bundled .pytest_cache
