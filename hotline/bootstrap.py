@@ -1,0 +1,71 @@
+"""One bootstrap: wires settings, store, classifier, rules and metrics into a `Router`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from hotline.metrics import Metrics
+from hotline.settings import Settings
+
+
+@dataclass
+class App:
+    settings: Settings
+    router: "Router"  # noqa: F821 - imported lazily below
+
+    @property
+    def store(self) -> "Store":  # noqa: F821
+        return self.router.store
+
+
+def load_rules(settings: Settings) -> "RoutingConfig":  # noqa: F821
+    from routing_rules import default_rules_dir
+    from routing_rules.config import load_rules as _load
+
+    return _load(Path(settings.rules_dir) if settings.rules_dir else default_rules_dir())
+
+
+def load_classifier(settings: Settings) -> "UnitModel":  # noqa: F821
+    from classifier.bundled import ensure_bundled_model
+    from classifier.model import load_model
+
+    path = Path(settings.model_dir) if settings.model_dir else ensure_bundled_model()
+    return load_model(path)
+
+
+def model_thresholds(model: object) -> dict[str, float] | None:
+    thresholds = getattr(model, "thresholds", None)
+    return dict(thresholds) if thresholds else None
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    classifier: object | None = None,
+    store: object | None = None,
+) -> App:
+    """Build the app; tests pass their own registry, classifier or store."""
+    from models.store import Store
+    from streams.handlers import Router
+
+    settings = settings or Settings()
+    config = load_rules(settings)
+    model = classifier if classifier is not None else load_classifier(settings)
+    the_store = store if store is not None else Store.from_url(settings.database_url)
+    the_store.sync_units(
+        (u.code, u.name, u.kind, u.duties, list(getattr(u, "places", []) or []))
+        for u in config.units
+    )
+    router = Router(
+        store=the_store,
+        classifier=model,
+        config=config,
+        metrics=Metrics(registry if registry is not None else CollectorRegistry()),
+        max_text_chars=settings.max_text_chars,
+        model_thresholds=model_thresholds(model) if config.settings.thresholds_from_model else None,
+    )
+    return App(settings=settings, router=router)

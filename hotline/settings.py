@@ -1,0 +1,50 @@
+"""One typed settings object (环境配置). Read once by `bootstrap`; nothing connects at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Settings from `HOTLINE_*` environment variables; defaults give the embedded mode."""
+
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_", extra="ignore")
+
+    database_url: str = Field(default=f"sqlite:///{PROJECT_ROOT / 'var' / 'hotline.db'}")
+    kafka_bootstrap: str | None = None  # unset: embedded mode, no Kafka
+    topic_prefix: str = ""
+    partitions: int = 4
+    rules_dir: Path | None = None  # default: routing_rules/jinshan
+    model_dir: Path | None = None  # default: the bundled Jinshan model
+    metrics_port: int | None = None
+    max_text_chars: int = 5000  # longer 诉求内容 is dead-lettered
+    worker_id: str = "worker-1"
+
+    @field_validator("partitions")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("partitions must be >= 1")
+        return v
+
+    @field_validator("max_text_chars")
+    @classmethod
+    def _limit(cls, v: int) -> int:
+        if v < 100:
+            raise ValueError("max_text_chars must be >= 100")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if not (v.startswith("sqlite") or v.startswith("postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql+psycopg:// URL")
+        return v
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,385 @@
+"""The handlers: intake → normalize and validate → classify → route → persist → emit.
+
+Plain Python over the store, the classifier and the rule engine. The embedded runner and the
+faust agents are thin adapters: they feed raw messages / lifecycle events in and deliver the
+returned outbox (messages for `workorders.dispatched`, the per-unit feeds `dispatch.<code>` and
+`workorders.dlq`) to wherever their transport is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from hotline.masking import mask_pii
+from hotline.metrics import Metrics
+from models.lifecycle import LifecycleEvent, State
+from models.records import Decision, OrderIn, Prediction, RoutingContext
+from models.store import ApplyResult, ConflictingOrder, Store
+from routing_rules.config import RoutingConfig
+from routing_rules.engine import RoutingEngine
+from streams.intake import IntakeError, normalize
+
+log = logging.getLogger(__name__)
+
+DISPATCHED = "workorders.dispatched"
+DLQ = "workorders.dlq"
+FEED_PREFIX = "dispatch."
+EVENTS_SOURCE = "workorders.events"
+
+
+class Classifier(Protocol):
+    version: str
+
+    def predict(self, orders: Sequence[OrderIn], k: int = 3) -> list[Prediction]: ...
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    """A message the adapter must deliver: topic name (without prefix), key, JSON value."""
+
+    topic: str
+    key: str | None
+    value: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What happened to one intake message."""
+
+    status: str  # dispatched | manual | duplicate | dead_letter
+    order_id: str | None = None
+    decision: Decision | None = None
+    code: str | None = None  # dead-letter reason code
+    reason: str | None = None
+    outbox: list[OutMessage] = field(default_factory=list)
+
+
+@dataclass
+class EventOutcome:
+    """What happened to one lifecycle event (and the re-dispatch it caused, if any)."""
+
+    result: ApplyResult
+    decision: Decision | None = None
+    outbox: list[OutMessage] = field(default_factory=list)
+
+
+def order_from_row(row: Any) -> OrderIn:
+    """Rebuild the routing input from a stored `WorkOrder` row."""
+    return OrderIn(
+        order_id=row.id,
+        channel=row.channel,
+        received_at=row.received_at,
+        title=row.title or "",
+        text=row.text,
+        caller=row.caller,
+        enterprise_name=row.enterprise_name,
+        credit_code=row.credit_code,
+        address=row.address,
+        area=row.area,
+        appeal_type=row.appeal_type,
+        is_enterprise=row.is_enterprise,
+        legacy=row.legacy,
+    )
+
+
+def order_to_json(order: OrderIn) -> dict[str, Any]:
+    """The normalized order as JSON (for the repartition topic and dead letters)."""
+    return {
+        "order_id": order.order_id,
+        "channel": order.channel,
+        "received_at": order.received_at.isoformat(),
+        "title": order.title,
+        "text": order.text,
+        "caller": order.caller,
+        "enterprise_name": order.enterprise_name,
+        "credit_code": order.credit_code,
+        "address": order.address,
+        "area": order.area,
+        "appeal_type": order.appeal_type,
+        "is_enterprise": order.is_enterprise,
+        "legacy": order.legacy,
+    }
+
+
+def _payload_text(raw: bytes | str | Mapping[str, Any]) -> str:
+    if isinstance(raw, Mapping):
+        try:
+            return json.dumps(raw, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            return repr(raw)
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    return raw
+
+
+class Router:
+    """The work-order handlers. One instance per process; not thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        classifier: Classifier,
+        config: RoutingConfig,
+        metrics: Metrics,
+        max_text_chars: int = 5000,
+        model_thresholds: Mapping[str, float] | None = None,
+    ) -> None:
+        self.store = store
+        self.classifier = classifier
+        self.config = config
+        self.engine = RoutingEngine(config)
+        self.metrics = metrics
+        self.max_text_chars = max_text_chars
+        self.model_thresholds = dict(model_thresholds) if model_thresholds else None
+
+    # ---- intake -------------------------------------------------------------------------
+    def receive(self, raw: bytes | str | Mapping[str, Any], *, source: str = "intake") -> Outcome:
+        return self.receive_batch([raw], source=source)[0]
+
+    def receive_batch(
+        self, raws: Sequence[bytes | str | Mapping[str, Any]], *, source: str = "intake"
+    ) -> list[Outcome]:
+        """Accept a batch: validate each, classify the valid ones together, route, persist."""
+        outcomes: list[Outcome | None] = [None] * len(raws)
+        valid: list[tuple[int, OrderIn]] = []
+        for i, raw in enumerate(raws):
+            checked = self.validate(raw, source=source)
+            if isinstance(checked, Outcome):
+                outcomes[i] = checked
+            else:
+                valid.append((i, checked))
+        routed = self.route_orders([o for _, o in valid], source=source)
+        for (i, _), outcome in zip(valid, routed, strict=True):
+            outcomes[i] = outcome
+        return [o for o in outcomes if o is not None]
+
+    def validate(self, raw: bytes | str | Mapping[str, Any], *, source: str = "intake") -> OrderIn | Outcome:
+        """Normalize one message; a bad one is dead-lettered and its `Outcome` returned."""
+        try:
+            return normalize(raw, max_text_chars=self.max_text_chars)
+        except IntakeError as exc:
+            return self._dead_letter(source, exc.code, exc.reason, raw, exc.order_id)
+        except Exception as exc:  # a bug in validation must not lose the message
+            log.exception("intake failed")
+            return self._dead_letter(source, "INTAKE_ERROR", f"受理异常：{exc!r}", raw, None)
+
+    def route_orders(
+        self,
+        orders: Sequence[OrderIn],
+        *,
+        repeat_counts: Mapping[str, int] | None = None,
+        source: str = "intake",
+    ) -> list[Outcome]:
+        """Store, classify (one batch), route and dispatch validated orders.
+
+        `repeat_counts` (order id → same-enterprise orders in the window) comes from the faust
+        table on Kafka; without it the store counts them.
+        """
+        outcomes: list[Outcome | None] = [None] * len(orders)
+        to_route: list[tuple[int, OrderIn]] = []
+        for i, order in enumerate(orders):
+            try:
+                added = self.store.add_order(order)
+            except ConflictingOrder as exc:
+                outcomes[i] = self._dead_letter(
+                    source, "CONFLICT", f"工单编号 {order.order_id} 已存在且内容不同：{exc}",
+                    order_to_json(order), order.order_id,
+                )
+                continue
+            if added == "new":
+                self.metrics.received.labels(order.channel).inc()
+            elif self._already_routed(order.order_id):
+                outcomes[i] = Outcome(status="duplicate", order_id=order.order_id)
+                continue
+            to_route.append((i, order))
+        if to_route:
+            started = time.perf_counter()
+            predictions = self.classifier.predict([o for _, o in to_route], k=3)
+            self.metrics.classification.observe(time.perf_counter() - started)
+            for (i, order), prediction in zip(to_route, predictions, strict=True):
+                count = repeat_counts.get(order.order_id) if repeat_counts else None
+                outcomes[i] = self._route_new(order, prediction, count)
+        return [o for o in outcomes if o is not None]
+
+    def _already_routed(self, order_id: str) -> bool:
+        lc = self.store.lifecycle(order_id)
+        return lc.state != State.RECEIVED
+
+    def _context_for_new(self, order: OrderIn, count: int | None = None) -> RoutingContext:
+        if count is not None:
+            return RoutingContext(repeat_count=max(count, 1))
+        if not order.is_enterprise or not (order.credit_code or order.enterprise_name):
+            return RoutingContext()
+        window = timedelta(days=self.config.settings.repeat_window_days)
+        count = self.store.repeat_count(
+            credit_code=order.credit_code,
+            enterprise_name=order.enterprise_name,
+            since=order.received_at - window,
+            until=order.received_at,
+        )
+        return RoutingContext(repeat_count=max(count, 1))
+
+    def _route_new(self, order: OrderIn, prediction: Prediction, count: int | None) -> Outcome:
+        started = time.perf_counter()
+        decision = self.engine.decide(
+            order, prediction, self._context_for_new(order, count),
+            model_thresholds=self.model_thresholds,
+        )
+        outbox = self._dispatch(order, decision, round_no=1, actor="system")
+        self.metrics.dispatch_latency.observe(time.perf_counter() - started)
+        return Outcome(
+            status="manual" if decision.manual else "dispatched",
+            order_id=order.order_id,
+            decision=decision,
+            outbox=outbox,
+        )
+
+    def _dispatch(
+        self, order: OrderIn, decision: Decision, *, round_no: int, actor: str
+    ) -> list[OutMessage]:
+        """Persist the decision and the dispatch (or manual-queue) event; build the outbox."""
+        self.store.record_decision(decision)
+        at = datetime.now().replace(microsecond=0) if round_no > 1 else order.received_at
+        if decision.manual or decision.lead_unit is None:
+            event = LifecycleEvent(
+                event_id=f"{order.order_id}:route:{round_no}",
+                order_id=order.order_id,
+                kind="SentToManualQueue",
+                at=at,
+                actor=actor,
+                data={
+                    "reason": "；".join(decision.reasons) or "待人工派单",
+                    "suggestions": [c.unit for c in decision.candidates[:3]],
+                },
+            )
+        else:
+            event = LifecycleEvent(
+                event_id=f"{order.order_id}:route:{round_no}",
+                order_id=order.order_id,
+                kind="OrderDispatched",
+                at=at,
+                actor=actor,
+                data={
+                    "unit": decision.lead_unit,
+                    "co_units": list(decision.co_units),
+                    "manual": False,
+                    "by_dispatcher": False,
+                    "decision_rules": list(decision.rules),
+                },
+            )
+        result = self.store.apply(event)
+        self._count_event(result)
+        if result.rejected is not None:
+            log.warning("dispatch rejected for %s: %s", order.order_id, result.rejected.reason)
+            return []
+        if decision.manual or decision.lead_unit is None:
+            self.metrics.manual.inc()
+            return []
+        rule = decision.rules[0] if decision.rules else "MODEL"
+        self.metrics.dispatched.labels(decision.lead_unit, rule).inc()
+        return self._feed_messages(order, decision)
+
+    def _feed_messages(self, order: OrderIn, decision: Decision) -> list[OutMessage]:
+        body = {**order_to_json(order), "decision": decision.to_json()}
+        out = [OutMessage(DISPATCHED, order.order_id, body)]
+        for unit, role in [(decision.lead_unit, "主办"), *((u, "协办") for u in decision.co_units)]:
+            if unit is None:
+                continue
+            code = self.config.code_of(unit)
+            out.append(OutMessage(FEED_PREFIX + code, order.order_id, {**body, "role": role}))
+        return out
+
+    def _dead_letter(
+        self,
+        source: str,
+        code: str,
+        reason: str,
+        raw: bytes | str | Mapping[str, Any],
+        order_id: str | None,
+    ) -> Outcome:
+        payload = _payload_text(raw)
+        self.store.dead_letter(source=source, reason=f"{code}: {reason}", payload=payload, order_id=order_id)
+        self.metrics.dead_letters.labels(code).inc()
+        log.info("dead-lettered %s: %s", code, mask_pii(reason))
+        value = {"code": code, "reason": reason, "source": source, "payload": payload[:100_000]}
+        return Outcome(
+            status="dead_letter",
+            order_id=order_id,
+            code=code,
+            reason=reason,
+            outbox=[OutMessage(DLQ, order_id, value)],
+        )
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def apply_event(self, event: LifecycleEvent) -> EventOutcome:
+        """Apply one lifecycle event; a 退单 triggers 改派 (or the manual queue)."""
+        result = self.store.apply(event)
+        self._count_event(result)
+        outcome = EventOutcome(result=result)
+        if result.rejected is not None or result.duplicate:
+            return outcome
+        if any(e.kind == "OrderReturned" for e in result.applied):
+            self._redispatch(event.order_id, outcome)
+        return outcome
+
+    def reject_event_payload(self, raw: bytes | str, exc: Exception) -> Outcome:
+        """A lifecycle event that cannot even be parsed goes to the dead-letter path."""
+        return self._dead_letter(EVENTS_SOURCE, "BAD_EVENT", f"事件无法解析：{exc}", raw, None)
+
+    def apply_events(self, events: Iterable[LifecycleEvent]) -> list[EventOutcome]:
+        return [self.apply_event(e) for e in events]
+
+    def _redispatch(self, order_id: str, outcome: EventOutcome) -> None:
+        row = self.store.get_order(order_id)
+        lc = self.store.lifecycle(order_id)
+        if row is None or lc.state != State.RETURNED:
+            return
+        order = order_from_row(row)
+        returns = [e for e in self.store.history(order_id) if e.accepted and e.kind == "OrderReturned"]
+        territorial = {u.name for u in self.config.territorial_units}
+        ctx = RoutingContext(
+            repeat_count=self._context_for_new(order).repeat_count,
+            returned_by=tuple(lc.returned_units),
+            beyond_power=any(
+                bool(e.data.get("beyond_power")) and e.actor in territorial for e in returns
+            ),
+            reopened_with_territorial=lc.reopen_count > 0
+            and any(u in territorial for u in lc.returned_units),
+        )
+        prediction = self.classifier.predict([order], k=5)[0]
+        decision = self.engine.decide(order, prediction, ctx, model_thresholds=self.model_thresholds)
+        outcome.decision = decision
+        outcome.outbox = self._dispatch(order, decision, round_no=lc.return_count + 1, actor="system")
+
+    def _count_event(self, result: ApplyResult) -> None:
+        if result.rejected is not None:
+            self.metrics.events.labels("rejected", result.rejected.code).inc()
+            return
+        for e in result.applied:
+            self.metrics.events.labels(e.kind, "applied").inc()
+            unit = str(e.data.get("unit") or "")
+            if e.kind == "OrderReopened":
+                self.metrics.reopens.labels(unit).inc()
+            elif e.kind == "OrderSupervised":
+                self.metrics.supervised.labels(unit).inc()
+            elif e.kind == "OrderReturned":
+                self.metrics.returns.labels(e.actor).inc()
+
+    def tick(self, now: datetime) -> list[ApplyResult]:
+        """Raise overdue events for every passed deadline; refresh the queue gauges."""
+        results = self.store.tick_deadlines(now)
+        for r in results:
+            self._count_event(r)
+        self.refresh_gauges()
+        return results
+
+    def refresh_gauges(self) -> None:
+        self.metrics.manual_queue.set(len(self.store.queue("manual")))
+        self.metrics.overdue.set(len(self.store.queue("overdue")))
