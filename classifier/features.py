@@ -1,0 +1,130 @@
+"""Feature extraction (特征): the model's input columns and the fitted transformers over them.
+
+Model input is a 2-D object array with one row per order and three columns:
+``text`` (工单标题 + 诉求内容), ``area`` (区域/街镇 known at intake, space separated) and
+``address`` (诉求地址). Every transform lives in one `ColumnTransformer` so that nothing is
+fitted outside the pipeline; the tokenizers are named importable functions (picklable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from classifier.datasets import LabeledText
+from classifier.tokenize import tokenize
+from models.records import OrderIn
+
+TEXT, AREA, ADDRESS = 0, 1, 2
+WORD_BLOCK = "word"  # name of the word TF-IDF block, used for explanations (解释词)
+
+
+_PRESENT = "\u2400"  # a constant feature so that a block never has an empty vocabulary
+
+
+def area_tokens(area: str) -> list[str]:
+    """Area facts are already whole names (龙华区, 金贸街道办事处, 朱泾镇): split on spaces."""
+    return [_PRESENT, *area.split()]
+
+
+def address_grams(address: str) -> list[str]:
+    """Character 2- and 3-grams of the address (诉求地址)."""
+    s = "".join(address.split())
+    grams = [_PRESENT]
+    for n in (2, 3):
+        grams.extend(s[i : i + n] for i in range(len(s) - n + 1))
+    return grams
+
+
+def inputs_from_records(records: Sequence[LabeledText]) -> np.ndarray:
+    rows = [(r.text, r.area or "", r.address or "") for r in records]
+    return _as_array(rows)
+
+
+def inputs_from_orders(orders: Sequence[OrderIn]) -> np.ndarray:
+    rows = [(o.full_text, o.area or "", o.address or "") for o in orders]
+    return _as_array(rows)
+
+
+def inputs_from_texts(texts: Sequence[str]) -> np.ndarray:
+    return _as_array([(t, "", "") for t in texts])
+
+
+def _as_array(rows: list[tuple[str, str, str]]) -> np.ndarray:
+    arr = np.empty((len(rows), 3), dtype=object)
+    for i, row in enumerate(rows):
+        arr[i, TEXT], arr[i, AREA], arr[i, ADDRESS] = row
+    return arr
+
+
+def text_only_features(
+    *, word_ngrams: tuple[int, int] = (1, 1), char_ngrams: tuple[int, int] = (2, 4)
+) -> ColumnTransformer:
+    """jieba words plus character n-grams of the text, TF-IDF (the baseline's features)."""
+    return ColumnTransformer(
+        [
+            (WORD_BLOCK, _word_vectorizer(word_ngrams), TEXT),
+            ("char", _char_vectorizer(char_ngrams), TEXT),
+        ],
+        sparse_threshold=1.0,
+    )
+
+
+def full_features(
+    *, word_ngrams: tuple[int, int] = (1, 2), char_ngrams: tuple[int, int] = (1, 4)
+) -> ColumnTransformer:
+    """Text words and characters plus the intake area facts and the address characters."""
+    return ColumnTransformer(
+        [
+            (WORD_BLOCK, _word_vectorizer(word_ngrams), TEXT),
+            ("char", _char_vectorizer(char_ngrams), TEXT),
+            (
+                "area",
+                TfidfVectorizer(
+                    analyzer=area_tokens, lowercase=False, sublinear_tf=True, dtype=np.float32
+                ),
+                AREA,
+            ),
+            (
+                "address",
+                TfidfVectorizer(
+                    analyzer=address_grams, lowercase=False, sublinear_tf=True, dtype=np.float32
+                ),
+                ADDRESS,
+            ),
+        ],
+        sparse_threshold=1.0,
+    )
+
+
+def _word_vectorizer(ngrams: tuple[int, int]) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        tokenizer=tokenize,
+        token_pattern=None,
+        lowercase=False,
+        ngram_range=ngrams,
+        sublinear_tf=True,
+        min_df=1,
+        dtype=np.float32,
+    )
+
+
+def _char_vectorizer(ngrams: tuple[int, int]) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        analyzer="char",
+        ngram_range=ngrams,
+        sublinear_tf=True,
+        min_df=2,
+        max_features=300_000,
+        dtype=np.float32,
+    )
+
+
+def word_block(features: ColumnTransformer) -> tuple[slice, np.ndarray]:
+    """Column slice of the word block in the transformed matrix and its vocabulary."""
+    sl = features.output_indices_[WORD_BLOCK]
+    vec = features.named_transformers_[WORD_BLOCK]
+    return sl, vec.get_feature_names_out()
