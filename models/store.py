@@ -1,0 +1,538 @@
+"""Persistence (存储). Every state change goes through `Store.apply`, which writes the event log and
+the order snapshot in one transaction. Works on SQLite and PostgreSQL with the same code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from models.lifecycle import (
+    ORDER_RECEIVED,
+    REVISIT_RECORDED,
+    LifecycleEvent,
+    OrderLifecycle,
+    State,
+    TransitionRejected,
+    UnknownOrder,
+    deadline_event,
+    due_deadlines,
+    local_naive,
+)
+from models.policy import LifecyclePolicy, load_policy
+from models.records import Decision, OrderIn
+from models.tables import (
+    TRAINING_SOURCES,
+    DeadLetter,
+    DispatchDecisionRow,
+    EventRow,
+    RevisitRow,
+    TrainingLabel,
+    Unit,
+    WorkOrder,
+    now_local,
+)
+
+#: Queue names for `Store.queue` (值班派单员的队列).
+QUEUES: tuple[str, ...] = (
+    "new", "manual", "dispatched", "overdue", "reopened", "supervised", "revisit_due",
+)
+UNIT_KINDS: tuple[str, ...] = ("line", "territorial", "historical")
+_OPEN_STATES = [s.value for s in State if s is not State.CLOSED]
+_RETRIES = 5
+
+
+class ConflictingOrder(Exception):
+    """An order id that is already stored with different content."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"工单 {order_id} 已存在且内容不同")
+        self.order_id = order_id
+
+
+class OrderNotFound(LookupError):
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"工单 {order_id} 不存在")
+        self.order_id = order_id
+
+
+@dataclass
+class ApplyResult:
+    """What `Store.apply` did: the events recorded, or a duplicate, or a recorded rejection."""
+
+    applied: list[LifecycleEvent] = field(default_factory=list)
+    duplicate: bool = False
+    rejected: TransitionRejected | None = None
+
+
+def content_hash(order: OrderIn) -> str:
+    """A stable hash of what the caller said (not of transport metadata in ``extra``)."""
+    body = {
+        "channel": order.channel,
+        "received_at": local_naive(order.received_at).isoformat(),
+        "title": order.title,
+        "text": order.text,
+        "caller": order.caller,
+        "enterprise_name": order.enterprise_name,
+        "credit_code": order.credit_code,
+        "address": order.address,
+        "area": order.area,
+        "appeal_type": order.appeal_type,
+        "is_enterprise": order.is_enterprise,
+        "legacy": order.legacy,
+    }
+    raw = json.dumps(body, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def received_event(order: OrderIn) -> LifecycleEvent:
+    """The OrderReceived (收集) event for an order; one fixed id per order."""
+    return LifecycleEvent(
+        event_id=f"{order.order_id}:收集",
+        order_id=order.order_id,
+        kind=ORDER_RECEIVED,
+        at=order.received_at,
+        actor="system",
+        data={
+            "channel": order.channel,
+            "is_enterprise": order.is_enterprise,
+            "appeal_type": order.appeal_type,
+            "urgent": bool(order.extra.get("urgent", False)),
+        },
+    )
+
+
+def _engine_for(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+
+def _event_row(event: LifecycleEvent, rejected: TransitionRejected | None = None) -> EventRow:
+    return EventRow(
+        event_id=event.event_id,
+        order_id=event.order_id,
+        kind=event.kind,
+        at=event.at,
+        actor=event.actor,
+        data=dict(event.data),
+        accepted=rejected is None,
+        rejection_code=rejected.code if rejected else None,
+        rejection_reason=rejected.reason if rejected else None,
+    )
+
+
+def _snapshot(lc: OrderLifecycle) -> dict[str, Any]:
+    """The WorkOrder columns that mirror the aggregate."""
+    pending = [due for kind, due in lc.deadlines.items() if kind not in lc.overdue]
+    return {
+        "state": lc.state.value,
+        "appeal_type": lc.appeal_type,
+        "is_enterprise": lc.is_enterprise,
+        "urgent": lc.urgent,
+        "lead_unit": lc.unit,
+        "co_units": list(lc.co_units),
+        "returned_units": list(lc.returned_units),
+        "return_count": lc.return_count,
+        "reopen_count": lc.reopen_count,
+        "supervised": lc.supervised,
+        "overdue": sorted(lc.overdue),
+        "deadlines": {k: v.isoformat() for k, v in sorted(lc.deadlines.items())},
+        "next_due": min(pending) if pending else None,
+        "version": lc.version,
+        "updated_at": now_local(),
+    }
+
+
+class Store:
+    """The database behind the router. One per process; sessions are short-lived."""
+
+    def __init__(self, engine: Engine, *, policy: LifecyclePolicy | None = None) -> None:
+        self.engine = engine
+        self.policy = policy if policy is not None else load_policy()
+        self.calendar = self.policy.calendar()
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, create: bool = True, policy: LifecyclePolicy | None = None
+    ) -> Store:
+        """Open ``url`` (``sqlite:///path`` or ``postgresql+psycopg://…``); create tables."""
+        store = cls(_engine_for(url), policy=policy)
+        if create:
+            SQLModel.metadata.create_all(store.engine)
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- orders -------------------------------------------------------------------------------
+    def add_order(self, order: OrderIn) -> str:
+        """Store a new order and record OrderReceived: "new", or "duplicate" when the same order
+        (same id, same content) is already stored; `ConflictingOrder` for same id, other content."""
+        digest = content_hash(order)
+        event = received_event(order)
+        with Session(self.engine) as s:
+            existing = s.get(WorkOrder, order.order_id)
+            if existing is not None:
+                return self._same_or_conflict(existing, digest)
+            lc = OrderLifecycle(order_id=order.order_id)
+            applied = lc.apply(event, calendar=self.calendar, policy=self.policy)
+            row = WorkOrder(
+                id=order.order_id, channel=order.channel,
+                received_at=local_naive(order.received_at), title=order.title, text=order.text,
+                caller=order.caller, enterprise_name=order.enterprise_name,
+                credit_code=order.credit_code, address=order.address, area=order.area,
+                legacy=order.legacy, extra=_jsonable(order.extra), content_hash=digest,
+                **_snapshot(lc),
+            )
+            s.add(row)
+            s.add_all(_event_row(e) for e in applied)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                again = s.get(WorkOrder, order.order_id)
+                if again is None:
+                    raise
+                return self._same_or_conflict(again, digest)
+        return "new"
+
+    @staticmethod
+    def _same_or_conflict(row: WorkOrder, digest: str) -> str:
+        if row.content_hash != digest:
+            raise ConflictingOrder(row.id)
+        return "duplicate"
+
+    def get_order(self, order_id: str) -> WorkOrder | None:
+        with Session(self.engine) as s:
+            return s.get(WorkOrder, order_id)
+
+    def lifecycle(self, order_id: str) -> OrderLifecycle:
+        """The aggregate for ``order_id``; `OrderNotFound` when it was never received."""
+        with Session(self.engine) as s:
+            row = s.get(WorkOrder, order_id)
+            if row is None:
+                raise OrderNotFound(order_id)
+            return self._aggregate(s, row)
+
+    @staticmethod
+    def _aggregate(s: Session, row: WorkOrder) -> OrderLifecycle:
+        ids = s.exec(
+            select(EventRow.event_id).where(EventRow.order_id == row.id, col(EventRow.accepted))
+        ).all()
+        return OrderLifecycle(
+            order_id=row.id, is_enterprise=row.is_enterprise, appeal_type=row.appeal_type,
+            urgent=row.urgent, state=State(row.state), unit=row.lead_unit,
+            co_units=list(row.co_units), returned_units=list(row.returned_units),
+            return_count=row.return_count, reopen_count=row.reopen_count,
+            supervised=row.supervised, overdue=set(row.overdue),
+            deadlines={k: datetime.fromisoformat(v) for k, v in row.deadlines.items()},
+            applied_event_ids=set(ids), version=row.version,
+        )
+
+    def record_decision(self, decision: Decision) -> int:
+        """Store a dispatch decision; fills the order's 诉求类型 (if unknown), model and confidence."""
+        row = DispatchDecisionRow(
+            order_id=decision.order_id, lead_unit=decision.lead_unit,
+            co_units=list(decision.co_units), manual=decision.manual, rules=list(decision.rules),
+            reasons=list(decision.reasons), model_version=decision.model_version,
+            candidates=[{"unit": c.unit, "probability": c.probability} for c in decision.candidates],
+            terms=[[t, w] for t, w in decision.terms], against=[[t, w] for t, w in decision.against],
+            line_unit=decision.line_unit, territorial_unit=decision.territorial_unit,
+            line_first=decision.line_first, trigger=decision.trigger,
+            appeal_type=decision.appeal_type, confidence=decision.confidence,
+        )
+        with Session(self.engine) as s:
+            s.add(row)
+            values: dict[str, Any] = {
+                "model_version": decision.model_version, "confidence": decision.confidence,
+            }
+            s.exec(update(WorkOrder).where(col(WorkOrder.id) == decision.order_id).values(**values))
+            if decision.appeal_type:
+                s.exec(
+                    update(WorkOrder)
+                    .where(col(WorkOrder.id) == decision.order_id, col(WorkOrder.appeal_type).is_(None))
+                    .values(appeal_type=decision.appeal_type)
+                )
+            s.commit()
+            s.refresh(row)
+            assert row.id is not None
+            return row.id
+
+    def decisions(self, order_id: str) -> list[DispatchDecisionRow]:
+        with Session(self.engine) as s:
+            stmt = select(DispatchDecisionRow).where(DispatchDecisionRow.order_id == order_id)
+            return list(s.exec(stmt.order_by(col(DispatchDecisionRow.id))).all())
+
+    # ---- events -------------------------------------------------------------------------------
+    def apply(self, event: LifecycleEvent) -> ApplyResult:
+        """Apply one event in one transaction. A duplicate id changes nothing; a rejection is
+        recorded (accepted=False) and returned, not raised. Retries on a concurrent update."""
+        for _ in range(_RETRIES):
+            result = self._try_apply(event)
+            if result is not None:
+                return result
+        raise RuntimeError(f"工单 {event.order_id} 并发更新冲突，重试 {_RETRIES} 次仍失败")
+
+    def _try_apply(self, event: LifecycleEvent) -> ApplyResult | None:
+        with Session(self.engine) as s:
+            if self._seen(s, event.event_id):
+                return ApplyResult(duplicate=True)
+            row = s.get(WorkOrder, event.order_id)
+            if row is None:
+                return self._reject(s, event, UnknownOrder(f"工单 {event.order_id} 不存在"))
+            lc = self._aggregate(s, row)
+            old_version = lc.version
+            try:
+                applied = lc.apply(event, calendar=self.calendar, policy=self.policy)
+            except TransitionRejected as exc:
+                return self._reject(s, event, exc)
+            if not applied:
+                return ApplyResult(duplicate=True)
+            s.add_all(_event_row(e) for e in applied)
+            s.add_all(_revisit_rows(applied))
+            stmt = (
+                update(WorkOrder)
+                .where(col(WorkOrder.id) == lc.order_id, col(WorkOrder.version) == old_version)
+                .values(**_snapshot(lc))
+            )
+            if s.exec(stmt).rowcount != 1:  # type: ignore[attr-defined]
+                s.rollback()
+                return None
+            if not self._commit(s):
+                return None if not self._seen_now(event.event_id) else ApplyResult(duplicate=True)
+            return ApplyResult(applied=applied)
+
+    def _reject(self, s: Session, event: LifecycleEvent, exc: TransitionRejected) -> ApplyResult:
+        s.add(_event_row(event, exc))
+        if not self._commit(s):
+            return ApplyResult(duplicate=True)
+        return ApplyResult(rejected=exc)
+
+    @staticmethod
+    def _commit(s: Session) -> bool:
+        try:
+            s.commit()
+        except IntegrityError:
+            s.rollback()
+            return False
+        return True
+
+    @staticmethod
+    def _seen(s: Session, event_id: str) -> bool:
+        return s.exec(select(EventRow.seq).where(EventRow.event_id == event_id)).first() is not None
+
+    def _seen_now(self, event_id: str) -> bool:
+        with Session(self.engine) as s:
+            return self._seen(s, event_id)
+
+    def history(self, order_id: str) -> list[EventRow]:
+        """Every event recorded for the order, accepted and rejected, in order."""
+        with Session(self.engine) as s:
+            stmt = select(EventRow).where(EventRow.order_id == order_id).order_by(col(EventRow.seq))
+            return list(s.exec(stmt).all())
+
+    def events_since(self, seq: int, limit: int = 1000) -> list[EventRow]:
+        """Accepted and rejected events after ``seq`` (for feeds and reports)."""
+        with Session(self.engine) as s:
+            stmt = select(EventRow).where(col(EventRow.seq) > seq).order_by(col(EventRow.seq))
+            return list(s.exec(stmt.limit(limit)).all())
+
+    def tick_deadlines(self, now: datetime) -> list[ApplyResult]:
+        """Record DeadlinePassed (超期) for every deadline passed at ``now``."""
+        moment = local_naive(now)
+        with Session(self.engine) as s:
+            stmt = select(WorkOrder.id).where(
+                col(WorkOrder.next_due).is_not(None), col(WorkOrder.next_due) <= moment
+            )
+            order_ids = list(s.exec(stmt.order_by(col(WorkOrder.next_due))).all())
+        results: list[ApplyResult] = []
+        for order_id in order_ids:
+            lc = self.lifecycle(order_id)
+            for kind, due in due_deadlines(lc, moment):
+                results.append(self.apply(deadline_event(order_id, kind, due, moment)))
+        return results
+
+    # ---- other records ------------------------------------------------------------------------
+    def dead_letter(
+        self, *, source: str, reason: str, payload: str, order_id: str | None = None
+    ) -> None:
+        with Session(self.engine) as s:
+            s.add(DeadLetter(source=source, reason=reason, payload=payload, order_id=order_id))
+            s.commit()
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with Session(self.engine) as s:
+            stmt = select(DeadLetter).order_by(col(DeadLetter.id).desc()).limit(limit)
+            return list(s.exec(stmt).all())
+
+    def repeat_count(
+        self,
+        *,
+        credit_code: str | None,
+        enterprise_name: str | None,
+        since: datetime,
+        until: datetime,
+    ) -> int:
+        """Orders of the same enterprise received in [since, until]: matched by 统一社会信用代码,
+        and by name for orders that carry no credit code."""
+        code = (credit_code or "").strip()
+        name = (enterprise_name or "").strip()
+        if not code and not name:
+            return 0
+        if code and name:
+            same = or_(
+                col(WorkOrder.credit_code) == code,
+                (col(WorkOrder.credit_code).is_(None)) & (col(WorkOrder.enterprise_name) == name),
+            )
+        elif code:
+            same = col(WorkOrder.credit_code) == code
+        else:
+            same = col(WorkOrder.enterprise_name) == name
+        stmt = select(func.count()).select_from(WorkOrder).where(
+            same,
+            col(WorkOrder.received_at) >= local_naive(since),
+            col(WorkOrder.received_at) <= local_naive(until),
+        )
+        with Session(self.engine) as s:
+            return int(s.exec(stmt).one())
+
+    def queue(self, name: str) -> list[WorkOrder]:
+        """A dispatcher queue: new, manual (incl. 已退单 awaiting 改派), dispatched, overdue,
+        reopened, supervised (open orders only), revisit_due (已反馈, enterprise first)."""
+        if name not in QUEUES:
+            raise ValueError(f"未知队列 {name!r}，可用: {', '.join(QUEUES)}")
+        stmt = select(WorkOrder)
+        order_by: list[Any] = [col(WorkOrder.received_at), col(WorkOrder.id)]
+        if name == "new":
+            stmt = stmt.where(WorkOrder.state == State.RECEIVED.value)
+        elif name == "manual":
+            stmt = stmt.where(col(WorkOrder.state).in_([State.MANUAL.value, State.RETURNED.value]))
+        elif name == "dispatched":
+            stmt = stmt.where(WorkOrder.state == State.DISPATCHED.value)
+        elif name == "revisit_due":
+            stmt = stmt.where(WorkOrder.state == State.REPLIED.value)
+            order_by = [col(WorkOrder.is_enterprise).desc(), *order_by]
+        else:
+            stmt = stmt.where(col(WorkOrder.state).in_(_OPEN_STATES))
+            if name == "reopened":
+                stmt = stmt.where(col(WorkOrder.reopen_count) > 0)
+            elif name == "supervised":
+                stmt = stmt.where(col(WorkOrder.supervised))
+        with Session(self.engine) as s:
+            rows = list(s.exec(stmt.order_by(*order_by)).all())
+        if name == "overdue":
+            rows = [r for r in rows if r.overdue]
+        return rows
+
+    def unit_orders(self, unit: str, *, open_only: bool = True) -> list[WorkOrder]:
+        """A unit's own feed: orders it leads (主办) or assists (协办)."""
+        stmt = select(WorkOrder)
+        if open_only:
+            stmt = stmt.where(col(WorkOrder.state).in_(_OPEN_STATES))
+        with Session(self.engine) as s:
+            rows = s.exec(stmt.order_by(col(WorkOrder.received_at))).all()
+        return [r for r in rows if r.lead_unit == unit or unit in r.co_units]
+
+    def sync_units(
+        self, units: Iterable[tuple[str, str, str, str, Sequence[str]]]
+    ) -> int:
+        """Make the unit table match config: upsert (code, name, kind, duties, areas); units not
+        listed are kept but marked inactive. Returns the number of active units."""
+        wanted = {code: (name, kind, duties, list(areas)) for code, name, kind, duties, areas in units}
+        for code, (_, kind, _, _) in wanted.items():
+            if kind not in UNIT_KINDS:
+                raise ValueError(f"单位 {code} 的类型 {kind!r} 无效，应为 {'/'.join(UNIT_KINDS)}")
+        with Session(self.engine) as s:
+            for row in s.exec(select(Unit)).all():
+                if row.code not in wanted:
+                    row.active = False
+                    s.add(row)
+            s.flush()
+            for code, (name, kind, duties, areas) in wanted.items():
+                row = s.get(Unit, code) or Unit(code=code, name=name, kind=kind)
+                row.name, row.kind, row.duties, row.areas, row.active = name, kind, duties, areas, True
+                s.add(row)
+            s.commit()
+        return len(wanted)
+
+    def units(self, *, active_only: bool = True) -> list[Unit]:
+        with Session(self.engine) as s:
+            stmt = select(Unit).order_by(col(Unit.code))
+            if active_only:
+                stmt = stmt.where(col(Unit.active))
+            return list(s.exec(stmt).all())
+
+    def add_training_label(
+        self, *, order_id: str, text: str, unit: str, source: str, actor: str,
+        at: datetime | None = None,
+    ) -> int:
+        """Record a person's unit label for an order (人工派单 or 退单 correction)."""
+        if source not in TRAINING_SOURCES:
+            raise ValueError(f"标注来源 {source!r} 无效，应为 {'/'.join(TRAINING_SOURCES)}")
+        row = TrainingLabel(order_id=order_id, text=text, unit=unit, source=source, actor=actor,
+                            at=local_naive(at) if at else now_local())
+        with Session(self.engine) as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            assert row.id is not None
+            return row.id
+
+    def training_labels(self) -> list[TrainingLabel]:
+        with Session(self.engine) as s:
+            return list(s.exec(select(TrainingLabel).order_by(col(TrainingLabel.id))).all())
+
+    def revisits(self, order_id: str | None = None) -> list[RevisitRow]:
+        with Session(self.engine) as s:
+            stmt = select(RevisitRow).order_by(col(RevisitRow.id))
+            if order_id is not None:
+                stmt = stmt.where(RevisitRow.order_id == order_id)
+            return list(s.exec(stmt).all())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Orders per state (all) and open orders per lead unit, for summaries."""
+        with Session(self.engine) as s:
+            by_state = s.exec(
+                select(WorkOrder.state, func.count()).group_by(col(WorkOrder.state))
+            ).all()
+            by_unit = s.exec(
+                select(WorkOrder.lead_unit, func.count())
+                .where(col(WorkOrder.state).in_(_OPEN_STATES), col(WorkOrder.lead_unit).is_not(None))
+                .group_by(col(WorkOrder.lead_unit))
+            ).all()
+        return {
+            "by_state": {str(state): int(n) for state, n in by_state},
+            "by_unit": {str(unit): int(n) for unit, n in by_unit},
+        }
+
+
+def _revisit_rows(events: Iterable[LifecycleEvent]) -> list[RevisitRow]:
+    return [
+        RevisitRow(
+            order_id=e.order_id, at=e.at, by=e.actor, contacted=str(e.data["contacted"]),
+            solved=e.data.get("solved"), satisfaction=e.data.get("satisfaction"),
+            event_id=e.event_id,
+        )
+        for e in events
+        if e.kind == REVISIT_RECORDED
+    ]
+
+
+def _jsonable(extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` as plain JSON (dates become ISO strings)."""
+    loaded: dict[str, Any] = json.loads(json.dumps(extra, ensure_ascii=False, default=str))
+    return loaded
