@@ -48,7 +48,7 @@ QUEUES: tuple[str, ...] = (
 )
 UNIT_KINDS: tuple[str, ...] = ("line", "territorial", "historical")
 _OPEN_STATES = [s.value for s in State if s is not State.CLOSED]
-_RETRIES = 5
+_RETRIES = 10
 
 
 class ConflictingOrder(Exception):
@@ -291,7 +291,7 @@ class Store:
         with Session(self.engine) as s:
             if self._seen(s, event.event_id):
                 return ApplyResult(duplicate=True)
-            row = s.get(WorkOrder, event.order_id)
+            row = s.get(WorkOrder, event.order_id, with_for_update=True)  # row lock on PostgreSQL
             if row is None:
                 return self._reject(s, event, UnknownOrder(f"工单 {event.order_id} 不存在"))
             lc = self._aggregate(s, row)
