@@ -63,8 +63,12 @@ cmd_fetch() {
     log "fetching broker jars from Maven Central into $LIBS_DIR"
     rm -rf "$LIBS_DIR"
     mkdir -p "$LIBS_DIR"
-    mvn -q -B -f "$POM_FILE" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR"
+    local output  # Maven's output is shown only when it fails
+    if ! output="$(mvn -q -B -f "$POM_FILE" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR" 2>&1)"; then
+        echo "$output" >&2
+        die "mvn dependency:copy-dependencies failed"
+    fi
     compgen -G "$LIBS_DIR/kafka_2.13-*.jar" > /dev/null || die "kafka_2.13 jar missing after fetch"
     touch "$(libs_stamp)"
     log "fetched $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars"

@@ -34,7 +34,7 @@ die() { echo "postgres: ERROR: $*" >&2; exit 1; }
 resolve_home() {
     if [[ -n "${PG_HOME_DIR:-}" ]]; then
         echo "$PG_HOME_DIR"
-    elif [[ "$(id -u)" != 0 ]] || runuser -u postgres -- test -x "$REPO_ROOT"; then
+    elif [[ "$(id -u)" != 0 ]] || (cd / && runuser -u postgres -- test -x "$REPO_ROOT"); then
         echo "$REPO_ROOT/var/pg"
     else
         echo "/var/tmp/hotline-pg-$(echo "$REPO_ROOT" | cksum | cut -d' ' -f1)"
@@ -66,9 +66,10 @@ bin() {
 }
 
 # Run a command as the cluster owner: `postgres` when we are root, else ourselves.
+# From `/`, since the caller's directory may be closed to `postgres`.
 as_owner() {
     if [[ "$(id -u)" == 0 ]]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi

@@ -3,6 +3,7 @@ PostgreSQL stores and returns SQLModel rows (including Chinese text) through psy
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -10,6 +11,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import NewTopic as AioNewTopic
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.serializer import DefaultSerializer, JsonSerializer
@@ -101,6 +105,48 @@ def test_idempotent_producer_round_trip_keeps_per_key_order(
     assert received == sent  # nothing lost, nothing duplicated, per-key order kept
     assert all(len(parts) == 1 for parts in partitions_of_key.values())
     assert len({p for parts in partitions_of_key.values() for p in parts}) > 1
+
+
+async def aiokafka_round_trip(bootstrap: str, topic: str) -> list[tuple[str, str]]:
+    """Create `topic` with aiokafka's admin client, send three records, read them back."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [AioNewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for seq in range(3):
+            await producer.send_and_wait(topic, key=b"JS2024000001", value=f"签收-{seq}".encode())
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"{topic}.reader",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=int(CONSUME_DEADLINE_S * 1000), max_records=3)
+    finally:
+        await consumer.stop()
+    return [(r.key.decode(), r.value.decode()) for batch in batches.values() for r in batch]
+
+
+def test_aiokafka_creates_topics_and_round_trips_on_this_broker(kafka_bootstrap: str) -> None:
+    """faust talks to Kafka through aiokafka: topic creation must use a protocol version
+    that Kafka 4.x still accepts (KIP-896 removed the old ones)."""
+    topic = f"{make_topic_prefix('aiokafka')}events"
+    try:
+        received = asyncio.run(aiokafka_round_trip(kafka_bootstrap, topic))
+    finally:
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="hotline-it-admin")
+        admin.delete_topics([topic])
+        admin.close()
+    assert received == [("JS2024000001", f"签收-{seq}") for seq in range(3)]
 
 
 class _IsolatedModel(SQLModel, registry=registry()):
