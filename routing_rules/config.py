@@ -14,10 +14,10 @@ they are stored as names, which is what `Decision` carries.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -331,8 +331,8 @@ class RoutingConfig:
 
     @property
     def urgent_rule_ids(self) -> frozenset[str]:
-        rules = (*self.keyword_rules, *self.enterprise_rules)
-        return frozenset(r.id for r in rules if r.urgent)
+        kw = {r.id for r in self.keyword_rules if r.urgent}
+        return frozenset(kw | {r.id for r in self.enterprise_rules if r.urgent})
 
 
 # ---------------------------------------------------------------------------- loading

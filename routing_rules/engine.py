@@ -78,6 +78,11 @@ class _Facts:
     rules: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
 
+    @property
+    def hits(self) -> tuple[KeywordRule | EnterpriseRule, ...]:
+        """Explicit rules that matched: keyword rules first, then enterprise rules."""
+        return (*self.keyword_hits, *self.enterprise_hits)
+
 
 class RoutingEngine:
     """Applies a `RoutingConfig` to orders. Stateless apart from the config."""
@@ -175,7 +180,7 @@ class RoutingEngine:
             return self._manual(
                 f, "RETURN-LIMIT", f"已退单 {len(f.ctx.returned_by)} 次（上限 {limit} 次），由派单员人工派单"
             )
-        manual_rules = [r for r in (*f.keyword_hits, *f.enterprise_hits) if r.manual]
+        manual_rules = [r for r in f.hits if r.manual]
         if manual_rules:
             first = manual_rules[0]
             f.rules.extend(r.id for r in manual_rules[1:])
@@ -188,7 +193,7 @@ class RoutingEngine:
         self, f: _Facts, model_thresholds: dict[str, float] | None
     ) -> tuple[str, str] | None:
         """(line unit, how it was chosen: rule | model | local), or None for the manual queue."""
-        for rule in (*f.keyword_hits, *f.enterprise_hits):
+        for rule in f.hits:
             if rule.force_unit is None:
                 continue
             if rule.force_unit in f.returned:
@@ -313,7 +318,7 @@ class RoutingEngine:
         how: str,
         trigger: str | None = None,
     ) -> Decision:
-        hits = (*f.keyword_hits, *f.enterprise_hits)
+        hits = f.hits
         for rule in hits:
             for unit in rule.co_units:
                 if unit not in f.returned and unit != lead and unit not in co:
