@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from classifier.bundled import is_held_out
+
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "classifier" / "corpus" / "jinshan"
 SAMPLE_DATE = datetime(2026, 11, 24, 8, 0, 0)  # a Tuesday
 
@@ -27,8 +29,8 @@ def corpus_records(corpus_dir: Path = CORPUS_DIR) -> list[dict[str, Any]]:
 
 
 def is_sample(record: dict[str, Any]) -> bool:
-    """Held out of training: every fourth record of a unit (ids end in 004, 008, …)."""
-    return int(str(record["id"]).rsplit("-", 1)[-1]) % 4 == 0
+    """Held out of the bundled model's training (see `classifier.bundled.is_held_out`)."""
+    return is_held_out(str(record["id"]))
 
 
 def _message(record: dict[str, Any], order_id: str, at: datetime) -> dict[str, Any]:
