@@ -20,6 +20,7 @@ from models.records import OrderIn
 
 TEXT, AREA, ADDRESS = 0, 1, 2
 WORD_BLOCK = "word"  # name of the word TF-IDF block, used for explanations (解释词)
+CATALOGUE_BLOCK = "catalogue"  # per-unit name mentions (单位名称提及)
 
 
 _PRESENT = "\u2400"  # a constant feature so that a block never has an empty vocabulary
@@ -98,6 +99,43 @@ def full_features(
         ],
         sparse_threshold=1.0,
     )
+
+
+def catalogue_features() -> ColumnTransformer:
+    """`full_features` plus, last, the per-unit name-mention block (`CatalogueMatcher`)."""
+    from classifier.catalogue import CatalogueMatcher
+
+    base = full_features()
+    blocks = [*base.transformers, (CATALOGUE_BLOCK, CatalogueMatcher(), [TEXT, AREA, ADDRESS])]
+    return ColumnTransformer(blocks, sparse_threshold=1.0)
+
+
+def text_catalogue_features() -> ColumnTransformer:
+    """`text_only_features` plus the per-unit name-mention block."""
+    from classifier.catalogue import CatalogueMatcher
+
+    base = text_only_features(char_ngrams=(1, 4))
+    blocks = [*base.transformers, (CATALOGUE_BLOCK, CatalogueMatcher(), [TEXT, AREA, ADDRESS])]
+    return ColumnTransformer(blocks, sparse_threshold=1.0)
+
+
+def catalogue_columns(features: ColumnTransformer) -> tuple[int, int] | None:
+    """Column range of the name-mention block in the transformed matrix, if any."""
+    sl = features.output_indices_.get(CATALOGUE_BLOCK)
+    if sl is None or sl.stop <= sl.start:
+        return None
+    return (sl.start, sl.stop)
+
+
+def catalogue_block(
+    features: ColumnTransformer,
+) -> tuple[tuple[int, int], tuple[str, ...]] | None:
+    """(column range, unit labels) of the name-mention block, if the features have one."""
+    cols = catalogue_columns(features)
+    if cols is None:
+        return None
+    labels = features.named_transformers_[CATALOGUE_BLOCK].classes_
+    return cols, tuple(str(u) for u in labels)
 
 
 def _word_vectorizer(ngrams: tuple[int, int]) -> TfidfVectorizer:

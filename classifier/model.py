@@ -253,8 +253,10 @@ def baseline_head() -> BaseEstimator:
 
 
 def default_unit_head() -> BaseEstimator:
-    """The product's unit head."""
-    return CalibratedSVC(C=0.5)
+    """The product's unit head: function × territory composition with nearest past orders."""
+    from classifier.ensemble import UnitEnsemble
+
+    return UnitEnsemble()
 
 
 def default_appeal_head() -> BaseEstimator:
@@ -266,7 +268,7 @@ class TrainOptions:
     """How to train: the name in the version string, features, heads, validation policy."""
 
     name: str = "jinshan"
-    features: Callable[[], ColumnTransformer] = feat.full_features
+    features: Callable[[], ColumnTransformer] = feat.text_catalogue_features
     unit_head: HeadFactory = default_unit_head
     appeal_head: HeadFactory = default_appeal_head
     cv_folds: int = 5
@@ -293,15 +295,17 @@ def train_model(
     inputs = feat.inputs_from_records(records)
     y = np.asarray([r.unit for r in records])
     features = opts.features()
-    X = sp.csr_matrix(features.fit_transform(inputs))
-    unit_head = _set_seed(opts.unit_head(), random_state).fit(X, y)
+    X = sp.csr_matrix(features.fit_transform(inputs, y))
+    catalogue = feat.catalogue_block(features)
+    unit_factory = _head_factory(opts.unit_head, random_state, catalogue)
+    unit_head = unit_factory().fit(X, y)
     appeal_head = _fit_appeal(opts.appeal_head, X, records, random_state)
     labels = np.asarray(unit_head.classes_)
     if validation:
         Xv = features.transform(feat.inputs_from_records(validation))
         proba, y_eval, source = unit_head.predict_proba(Xv), [r.unit for r in validation], "validation"
     else:
-        proba = _oof_proba(opts.unit_head, X, y, labels, opts.cv_folds, random_state)
+        proba = _oof_proba(unit_factory, X, y, labels, opts.cv_folds, random_state)
         y_eval, source = list(y), f"{opts.cv_folds}-fold cross-validation"
     thresholds, global_t = choose_thresholds(proba, y_eval, labels, precision=opts.target_precision)
     word_slice, vocab = feat.word_block(features)
@@ -311,6 +315,23 @@ def train_model(
     if out_dir is not None:
         save_model(model, out_dir)
     return model
+
+
+def _head_factory(
+    factory: HeadFactory,
+    seed: int,
+    catalogue: tuple[tuple[int, int], tuple[str, ...]] | None,
+) -> HeadFactory:
+    """``factory`` with the seed and, for heads that take it, the name-mention columns."""
+
+    def make() -> BaseEstimator:
+        head = _set_seed(factory(), seed)
+        if catalogue is not None and "catalogue_cols" in head.get_params(deep=False):
+            cols, labels = catalogue
+            head.set_params(catalogue_cols=cols, catalogue_labels=labels)
+        return head
+
+    return make
 
 
 def _set_seed(est: BaseEstimator, seed: int) -> BaseEstimator:
@@ -344,7 +365,7 @@ def _oof_proba(
     for tr, te in KFold(n_splits, shuffle=True, random_state=seed).split(X):
         if len(set(y[tr])) < 2:
             continue
-        head = _set_seed(factory(), seed)
+        head = factory()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             head.fit(X[tr], y[tr])
