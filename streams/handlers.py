@@ -325,9 +325,26 @@ class Router:
         outcome = EventOutcome(result=result)
         if result.rejected is not None or result.duplicate:
             return outcome
+        self._learn(event, result)
         if any(e.kind == "OrderReturned" for e in result.applied):
             self._redispatch(event.order_id, outcome)
         return outcome
+
+    def _learn(self, event: LifecycleEvent, result: ApplyResult) -> None:
+        """A dispatcher's manual dispatch, and a 退单 naming the right unit, become labels."""
+        if event.kind == "OrderDispatched" and event.data.get("by_dispatcher"):
+            unit, source = event.data.get("unit"), "manual_dispatch"
+        elif event.kind == "OrderReturned" and event.data.get("suggested_unit"):
+            unit, source = event.data.get("suggested_unit"), "return_correction"
+        else:
+            return
+        row = self.store.get_order(event.order_id)
+        if row is None or not unit or not any(e.event_id == event.event_id for e in result.applied):
+            return
+        self.store.add_training_label(
+            order_id=row.id, text=f"{row.title}\n{row.text}", unit=str(unit), source=source,
+            actor=event.actor, at=event.at,
+        )
 
     def reject_event_payload(self, raw: bytes | str, exc: Exception) -> Outcome:
         """A lifecycle event that cannot even be parsed goes to the dead-letter path."""

@@ -151,8 +151,6 @@ class UnitSimulator:
             at = self._now(oid) + timedelta(hours=2)
             self.runner.apply([self._event(oid, "OrderDispatched", at, actor, unit=unit,
                                            co_units=[], manual=True, by_dispatcher=True)])
-            self.store.add_training_label(order_id=oid, unit=unit, source="manual_dispatch",
-                                          actor=actor)
             done += 1
         return done
 

@@ -39,6 +39,10 @@ def build(router: Router, report: RunReport) -> dict[str, Any]:
         eo.result.rejected.code for eo in report.event_outcomes if eo.result.rejected is not None
     )
     counts = store.counts()
+    per_unit: Counter[str] = Counter()
+    for oid in first:
+        row = store.get_order(oid)
+        per_unit[(row.lead_unit if row and row.lead_unit else "（待人工派单）")] += 1
     return {
         "messages": len(report.outcomes),
         "accepted_orders": len(first),
@@ -48,15 +52,15 @@ def build(router: Router, report: RunReport) -> dict[str, Any]:
         "dead_letters": [
             {"code": d["code"], "reason": mask_pii(d["reason"])[:120]} for d in report.dead_letters
         ],
-        "per_unit": counts["per_unit"],
-        "per_state": counts["per_state"],
+        "per_unit": dict(per_unit),
+        "per_state": counts["by_state"],
         "line_first": line_first,
         "redispatched": sum(1 for o in report.redispatches if o.status == "redispatched"),
         "returns": events.get("OrderReturned", 0),
         "reopened": events.get("OrderReopened", 0),
         "supervised": len(store.queue("supervised")),
         "overdue": len(store.queue("overdue")),
-        "closed": counts["per_state"].get("已办结", 0),
+        "closed": counts["by_state"].get("已办结", 0),
         "revisits": events.get("RevisitRecorded", 0),
         "rejected_events": dict(rejected),
         "feeds": {topic: len(v) for topic, v in sorted(report.feeds.items())},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -146,10 +147,15 @@ def test_per_unit_override_and_model_thresholds() -> None:
     o = order("公司想了解产业扶持政策怎么申请")
     p = pred(("区经委", 0.5), ("区发改委", 0.3))
     assert CFG.settings.unit_thresholds["区经委"] == 0.55
-    assert decide(o, p).manual  # 0.5 < the 0.55 override
-    assert CFG.settings.thresholds_from_model
-    assert not decide(o, p, model_thresholds={"区经委": 0.4}).manual
-    assert decide(o, p, model_thresholds={"economy": 0.6}).manual  # keyed by code works too
+    assert not CFG.settings.thresholds_from_model  # shipped: config thresholds (bundled model is small)
+    assert decide(o, p, model_thresholds={"区经委": 0.4}).manual  # model thresholds not asked for
+    model_cfg = dataclasses.replace(
+        CFG, settings=CFG.settings.model_copy(update={"threshold_source": "model"})
+    )
+    engine = RoutingEngine(model_cfg)
+    assert not engine.decide(o, p, RoutingContext(), model_thresholds={"区经委": 0.4}).manual
+    # keyed by code works too
+    assert engine.decide(o, p, RoutingContext(), model_thresholds={"economy": 0.6}).manual
 
 
 def test_low_confidence_local_matter_uses_the_local_keyword_bureau() -> None:
