@@ -2,7 +2,8 @@
 
 收集 → 派单 → 签收 → 办理 → 反馈 → 回访 → 办结; 退单 → 改派 (never back to a unit that returned it;
 after two returns the dispatcher decides); 未联系/未解决/不满意 → 重办 to the same unit; a second
-重办 or a passed deadline (超期) → 督办. Every event carries an id: applying it twice changes nothing.
+重办 or a passed deadline (超期) → 督办. Every event carries an id: applying it twice changes
+nothing.
 An event that does not fit raises a named `TransitionRejected` with a Chinese reason.
 """
 
@@ -178,7 +179,8 @@ class LifecycleEvent:
 
     def derive(self, kind: str, suffix: str, data: dict[str, Any]) -> LifecycleEvent:
         """An event the state machine records as a consequence of this one."""
-        return LifecycleEvent(f"{self.event_id}:{suffix}", self.order_id, kind, self.at, SYSTEM, data)
+        event_id = f"{self.event_id}:{suffix}"
+        return LifecycleEvent(event_id, self.order_id, kind, self.at, SYSTEM, data)
 
 
 def is_dispatcher(actor: str) -> bool:
@@ -220,6 +222,11 @@ def _flag(data: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidEventData(f"字段 {name} 应为 true/false，实际为 {value!r}")
     return value
+
+
+def _check_appeal_type(value: Any) -> None:
+    if value not in APPEAL_TYPES:
+        raise InvalidEventData(f"诉求类型应为 {'/'.join(APPEAL_TYPES)} 之一，实际为 {value!r}")
 
 
 def _units(data: dict[str, Any], name: str) -> list[str]:
@@ -309,7 +316,8 @@ class OrderLifecycle:
             return
         if event.actor != self.unit:
             raise NotAssignedUnit(
-                f"{event.actor} 不是该工单的主办单位（当前主办：{self.unit or '无'}），不能{_KIND_NAMES[event.kind]}"
+                f"{event.actor} 不是该工单的主办单位（当前主办：{self.unit or '无'}），"
+                f"不能{_KIND_NAMES[event.kind]}"
             )
 
     def set_deadline(self, kind: str, start: datetime, ctx: _Ctx) -> None:
@@ -354,8 +362,8 @@ def _received(lc: OrderLifecycle, e: LifecycleEvent, ctx: _Ctx) -> list[Lifecycl
     if lc.version > 0:
         raise InvalidTransition("工单已收集，不能重复收集")
     appeal_type = e.data.get("appeal_type")
-    if appeal_type is not None and appeal_type not in APPEAL_TYPES:
-        raise InvalidEventData(f"诉求类型应为 {'/'.join(APPEAL_TYPES)} 之一，实际为 {appeal_type!r}")
+    if appeal_type is not None:
+        _check_appeal_type(appeal_type)
     lc.is_enterprise = _flag(e.data, "is_enterprise")
     lc.urgent = _flag(e.data, "urgent")
     lc.appeal_type = appeal_type
@@ -380,8 +388,7 @@ def _dispatched(lc: OrderLifecycle, e: LifecycleEvent, ctx: _Ctx) -> list[Lifecy
         )
     appeal_type = e.data.get("appeal_type")
     if appeal_type is not None:
-        if appeal_type not in APPEAL_TYPES:
-            raise InvalidEventData(f"诉求类型应为 {'/'.join(APPEAL_TYPES)} 之一，实际为 {appeal_type!r}")
+        _check_appeal_type(appeal_type)
         lc.appeal_type = appeal_type
     lc.state, lc.unit, lc.co_units = State.DISPATCHED, unit, co_units
     lc.clear_deadlines(DEADLINE_HANDLE, DEADLINE_REVISIT)
@@ -451,7 +458,8 @@ def _revisit(lc: OrderLifecycle, e: LifecycleEvent, ctx: _Ctx) -> list[Lifecycle
     if not (e.actor.startswith(REVISIT_PREFIX) or is_dispatcher(e.actor)):
         raise ActorNotAllowed(f"{e.actor} 不是回访员或派单员，不能记录回访")
     contacted = _choice(e.data, "contacted", CONTACTED)
-    if contacted == "未联系" and e.data.get("solved") is None and e.data.get("satisfaction") is None:
+    unanswered = e.data.get("solved") is None and e.data.get("satisfaction") is None
+    if contacted == "未联系" and unanswered:
         solved, satisfaction = None, None
     else:
         solved = _choice(e.data, "solved", SOLVED)
@@ -461,7 +469,8 @@ def _revisit(lc: OrderLifecycle, e: LifecycleEvent, ctx: _Ctx) -> list[Lifecycle
         lc.state = State.CLOSED
         lc.clear_deadlines(*DEADLINE_KINDS)
         return []
-    return _reopen(lc, e, ctx, [v for v in (contacted, solved, satisfaction) if v in _REOPEN_VALUES])
+    because = [v for v in (contacted, solved, satisfaction) if v in _REOPEN_VALUES]
+    return _reopen(lc, e, ctx, because)
 
 
 _REOPEN_VALUES = frozenset({"未联系", "未解决", "不满意"})

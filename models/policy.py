@@ -29,7 +29,8 @@ _KIND_KEYS: dict[str, str] = {
 }
 _URGENCY_KEYS: tuple[str, ...] = ("normal", "urgent")
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "routing_rules" / "jinshan" / "lifecycle.yaml"
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY_PATH = _PROJECT_ROOT / "routing_rules" / "jinshan" / "lifecycle.yaml"
 
 
 class _Loader(yaml.SafeLoader):
@@ -191,7 +192,8 @@ def _deadlines(check: _Checker, raw: Any) -> dict[tuple[str, bool], DeadlineDays
     out: dict[tuple[str, bool], DeadlineDays] = {}
     for appeal_type in table:
         if appeal_type not in APPEAL_TYPES:
-            raise check.fail(("deadlines", appeal_type), f"未知诉求类型，应为 {'/'.join(APPEAL_TYPES)}")
+            allowed = "/".join(APPEAL_TYPES)
+            raise check.fail(("deadlines", appeal_type), f"未知诉求类型，应为 {allowed}")
     for appeal_type in APPEAL_TYPES:
         if appeal_type not in table:
             raise check.fail(("deadlines",), f"缺少诉求类型 {appeal_type} 的时限")

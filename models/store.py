@@ -244,13 +244,16 @@ class Store:
         )
 
     def record_decision(self, decision: Decision) -> int:
-        """Store a dispatch decision; fills the order's 诉求类型 (if unknown), model and confidence."""
+        """Store a dispatch decision; fill the order's 诉求类型 (if unknown), model, confidence."""
         row = DispatchDecisionRow(
             order_id=decision.order_id, lead_unit=decision.lead_unit,
             co_units=list(decision.co_units), manual=decision.manual, rules=list(decision.rules),
             reasons=list(decision.reasons), model_version=decision.model_version,
-            candidates=[{"unit": c.unit, "probability": c.probability} for c in decision.candidates],
-            terms=[[t, w] for t, w in decision.terms], against=[[t, w] for t, w in decision.against],
+            candidates=[
+                {"unit": c.unit, "probability": c.probability} for c in decision.candidates
+            ],
+            terms=[[t, w] for t, w in decision.terms],
+            against=[[t, w] for t, w in decision.against],
             line_unit=decision.line_unit, territorial_unit=decision.territorial_unit,
             line_first=decision.line_first, trigger=decision.trigger,
             appeal_type=decision.appeal_type, confidence=decision.confidence,
@@ -264,7 +267,8 @@ class Store:
             if decision.appeal_type:
                 s.exec(
                     update(WorkOrder)
-                    .where(col(WorkOrder.id) == decision.order_id, col(WorkOrder.appeal_type).is_(None))
+                    .where(col(WorkOrder.id) == decision.order_id)
+                    .where(col(WorkOrder.appeal_type).is_(None))
                     .values(appeal_type=decision.appeal_type)
                 )
             s.commit()
@@ -452,7 +456,8 @@ class Store:
     ) -> int:
         """Make the unit table match config: upsert (code, name, kind, duties, areas); units not
         listed are kept but marked inactive. Returns the number of active units."""
-        wanted = {code: (name, kind, duties, list(areas)) for code, name, kind, duties, areas in units}
+        wanted = {code: (name, kind, duties, list(areas))
+                  for code, name, kind, duties, areas in units}
         for code, (_, kind, _, _) in wanted.items():
             if kind not in UNIT_KINDS:
                 raise ValueError(f"单位 {code} 的类型 {kind!r} 无效，应为 {'/'.join(UNIT_KINDS)}")
@@ -464,7 +469,8 @@ class Store:
             s.flush()
             for code, (name, kind, duties, areas) in wanted.items():
                 row = s.get(Unit, code) or Unit(code=code, name=name, kind=kind)
-                row.name, row.kind, row.duties, row.areas, row.active = name, kind, duties, areas, True
+                row.name, row.kind, row.duties, row.areas = name, kind, duties, areas
+                row.active = True
                 s.add(row)
             s.commit()
         return len(wanted)
@@ -511,7 +517,8 @@ class Store:
             ).all()
             by_unit = s.exec(
                 select(WorkOrder.lead_unit, func.count())
-                .where(col(WorkOrder.state).in_(_OPEN_STATES), col(WorkOrder.lead_unit).is_not(None))
+                .where(col(WorkOrder.state).in_(_OPEN_STATES))
+                .where(col(WorkOrder.lead_unit).is_not(None))
                 .group_by(col(WorkOrder.lead_unit))
             ).all()
         return {

@@ -4,7 +4,7 @@ deadlines → 超期 → 督办, reopen → 督办, 退单 rules."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -52,7 +52,8 @@ def received(*, enterprise: bool = True, appeal_type: str | None = "投诉") -> 
 
 def dispatched(unit: str = TOWN, **kw: Any) -> OrderLifecycle:
     lc = received(**kw)
-    apply(lc, ev("OrderDispatched", unit=unit, co_units=[BUREAU], manual=False, by_dispatcher=False))
+    apply(lc, ev("OrderDispatched", unit=unit, co_units=[BUREAU], manual=False,
+                 by_dispatcher=False))
     return lc
 
 
@@ -73,7 +74,7 @@ def revisit(lc: OrderLifecycle, contacted: str, solved: str | None, satisfaction
     return apply(lc, ev("RevisitRecorded", "revisit:王", at=at, **data))
 
 
-# ---- the happy path ------------------------------------------------------------------------------
+# ---- the happy path ---------------------------------------------------------------------------
 def test_received_then_dispatched_sets_unit_and_accept_deadline() -> None:
     lc = dispatched()
     assert lc.state is State.DISPATCHED
@@ -125,7 +126,7 @@ def test_appeal_type_from_dispatch_drives_deadlines() -> None:
     assert lc.deadlines["办结"] == CAL.add_working_days(T0, 15)
 
 
-# ---- idempotency ---------------------------------------------------------------------------------
+# ---- idempotency ------------------------------------------------------------------------------
 def test_same_event_id_twice_changes_nothing() -> None:
     lc = dispatched()
     accept = ev("OrderAccepted", TOWN)
@@ -136,16 +137,16 @@ def test_same_event_id_twice_changes_nothing() -> None:
 
 
 def test_derived_events_have_stable_ids_and_replay_rebuilds_the_same_state() -> None:
-    lc = replied()
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("OrderReceived", "system", {"is_enterprise": True}),
+        ("OrderDispatched", "system", {"unit": TOWN}),
+        ("OrderAccepted", TOWN, {}),
+        ("OrderReplied", TOWN, {"reply": "已处理"}),
+        ("RevisitRecorded", "revisit:王", {"contacted": "未联系"}),
+    ]
     events = [
         LifecycleEvent(f"r{i}", "GD1", k, T0 + timedelta(hours=i), a, d)
-        for i, (k, a, d) in enumerate([
-            ("OrderReceived", "system", {"is_enterprise": True}),
-            ("OrderDispatched", "system", {"unit": TOWN}),
-            ("OrderAccepted", TOWN, {}),
-            ("OrderReplied", TOWN, {"reply": "已处理"}),
-            ("RevisitRecorded", "revisit:王", {"contacted": "未联系"}),
-        ])
+        for i, (k, a, d) in enumerate(steps)
     ]
     lc = OrderLifecycle.replay("GD1", events, calendar=CAL, policy=POLICY)
     assert lc.state is State.DISPATCHED and lc.reopen_count == 1
@@ -162,7 +163,7 @@ def test_a_rejected_event_leaves_the_aggregate_untouched() -> None:
     assert (lc.state, lc.version, lc.applied_event_ids) == before
 
 
-# ---- rejections ------------------------------------------------------------------------------------
+# ---- rejections -------------------------------------------------------------------------------
 def test_revisit_before_reply_is_an_invalid_transition() -> None:
     lc = dispatched()
     with pytest.raises(InvalidTransition) as info:
@@ -185,9 +186,12 @@ def test_events_before_receipt_and_double_receipt_are_refused() -> None:
 
 def test_other_unit_cannot_accept_return_or_reply() -> None:
     lc = dispatched()
-    for kind, data in [("OrderAccepted", {}), ("OrderReturned", {"reason": "非本单位职责"})]:
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        ("OrderAccepted", {}), ("OrderReturned", {"reason": "非本单位职责"}),
+    ]
+    for kind, data in attempts:
         with pytest.raises(NotAssignedUnit) as info:
-            apply(lc, ev(kind, BUREAU, **data))
+            apply(lc, LifecycleEvent(f"x-{kind}", "GD1", kind, T0, BUREAU, data))
         assert info.value.code == "not_assigned_unit"
     apply(lc, ev("OrderAccepted", TOWN))
     with pytest.raises(NotAssignedUnit):
@@ -225,7 +229,8 @@ def test_missing_fields_are_invalid_event_data() -> None:
 def test_unit_cannot_record_its_own_revisit() -> None:
     lc = replied()
     with pytest.raises(ActorNotAllowed):
-        apply(lc, ev("RevisitRecorded", TOWN, contacted="已联系", solved="已解决", satisfaction="满意"))
+        apply(lc, ev("RevisitRecorded", TOWN, contacted="已联系", solved="已解决",
+                     satisfaction="满意"))
 
 
 def test_automatic_dispatch_cannot_claim_to_be_by_dispatcher() -> None:
@@ -264,10 +269,11 @@ def test_all_rejections_share_the_base_class() -> None:
         TransitionRejected.__subclasses__())
 
 
-# ---- 退单 / 改派 -----------------------------------------------------------------------------------
+# ---- 退单 / 改派 ------------------------------------------------------------------------------
 def test_return_then_redispatch_never_back_to_the_returning_unit() -> None:
     lc = dispatched(TOWN)
-    apply(lc, ev("OrderReturned", TOWN, reason="无力解决", beyond_power=True, suggested_unit=BUREAU))
+    apply(lc, ev("OrderReturned", TOWN, reason="无力解决", beyond_power=True,
+                 suggested_unit=BUREAU))
     assert (lc.state, lc.unit, lc.return_count, lc.returned_units) == (
         State.RETURNED, None, 1, [TOWN])
     assert lc.deadlines == {}
@@ -292,11 +298,12 @@ def test_second_return_goes_to_the_dispatcher() -> None:
     assert info.value.code == "dispatcher_decision_required"
     with pytest.raises(ReturnedUnitError):
         apply(lc, ev("OrderDispatched", "dispatcher:李", unit=BUREAU, by_dispatcher=True))
-    apply(lc, ev("OrderDispatched", "dispatcher:李", unit="区税务局", manual=True, by_dispatcher=True))
+    apply(lc, ev("OrderDispatched", "dispatcher:李", unit="区税务局", manual=True,
+                 by_dispatcher=True))
     assert (lc.state, lc.unit) == (State.DISPATCHED, "区税务局")
 
 
-# ---- 回访 / 重办 / 督办 --------------------------------------------------------------------------------
+# ---- 回访 / 重办 / 督办 -----------------------------------------------------------------------
 @pytest.mark.parametrize("answers", [
     ("未联系", None, None), ("已联系", "未解决", "满意"), ("已联系", "已解决", "不满意"),
 ])
@@ -327,7 +334,7 @@ def test_dispatcher_can_supervise_any_open_order_but_a_unit_cannot() -> None:
     assert lc.supervised and lc.state is State.DISPATCHED
 
 
-# ---- deadlines / 超期 ----------------------------------------------------------------------------
+# ---- deadlines / 超期 -------------------------------------------------------------------------
 def test_passed_accept_deadline_raises_overdue_and_supervision_once() -> None:
     lc = dispatched()
     assert due_deadlines(lc, T0 + timedelta(hours=23)) == []
@@ -374,9 +381,9 @@ def test_deadline_event_for_a_met_or_future_deadline_is_refused() -> None:
         apply(lc, deadline_event("GD1", "签收", due, due + timedelta(days=1)))
 
 
-# ---- the event record --------------------------------------------------------------------------
+# ---- the event record -------------------------------------------------------------------------
 def test_event_json_round_trip_and_timezone_normalisation() -> None:
-    aware = datetime(2025, 3, 3, 1, 0, tzinfo=timezone.utc)
+    aware = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
     e = LifecycleEvent("x1", "GD1", "OrderAccepted", aware, TOWN, {"note": "签收"})
     assert e.at == datetime(2025, 3, 3, 9, 0)
     assert LifecycleEvent.from_json(e.to_json()) == e

@@ -36,8 +36,8 @@ def test_non_integer_days_name_the_key_and_line(tmp_path: Path) -> None:
     message = _bad(tmp_path, "normal: {accept: 1, handle: 3, revisit: 2}",
                    "normal: {accept: 1, handle: three, revisit: 2}")
     assert "deadlines.咨询.normal.handle" in message
-    line = next(i for i, row in enumerate(
-        (tmp_path / "lifecycle.yaml").read_text(encoding="utf-8").splitlines(), 1) if "three" in row)
+    rows = (tmp_path / "lifecycle.yaml").read_text(encoding="utf-8").splitlines()
+    line = next(i for i, row in enumerate(rows, 1) if "three" in row)
     assert f"lifecycle.yaml:{line}:" in message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -221,9 +221,8 @@ class StoreContract:
         assert store.dead_letters()[0].reason.startswith("EMPTY_TEXT")
 
     def test_aware_times_are_stored_as_china_local(self, store: Store) -> None:
-        from datetime import timezone
 
-        store.add_order(order(received_at=datetime(2025, 3, 3, 1, 0, tzinfo=timezone.utc)))
+        store.add_order(order(received_at=datetime(2025, 3, 3, 1, 0, tzinfo=UTC)))
         row = store.get_order("GD1")
         assert row is not None and row.received_at == datetime(2025, 3, 3, 9, 0)
         assert store.add_order(order()) == "duplicate"  # same instant, naive local
