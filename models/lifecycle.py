@@ -31,7 +31,7 @@ __all__ = [
     "AlreadyClosed", "DispatcherDecisionRequired", "InvalidEventData", "InvalidTransition",
     "LifecycleEvent", "LifecyclePolicy", "NotAssignedUnit", "OrderLifecycle", "PolicyError",
     "ReturnedUnitError", "RevisitRequired", "State", "TransitionRejected", "ActorNotAllowed",
-    "UnknownOrder", "due_deadlines", "deadline_event", "load_policy", "local_naive",
+    "UnknownOrder", "EVENT_KINDS", "EVENT_NAMES", "due_deadlines", "deadline_event", "load_policy", "local_naive",
     "DEADLINE_ACCEPT", "DEADLINE_HANDLE", "DEADLINE_REVISIT", "DEADLINE_KINDS",
 ]
 
@@ -307,7 +307,7 @@ class OrderLifecycle:
         if self.state not in allowed:
             names = "/".join(s.value for s in allowed)
             raise InvalidTransition(
-                f"{_KIND_NAMES[event.kind]}仅在「{names}」状态下有效，工单当前为「{self.state.value}」"
+                f"{EVENT_NAMES[event.kind]}仅在「{names}」状态下有效，工单当前为「{self.state.value}」"
             )
 
     def require_holder(self, event: LifecycleEvent) -> None:
@@ -317,7 +317,7 @@ class OrderLifecycle:
         if event.actor != self.unit:
             raise NotAssignedUnit(
                 f"{event.actor} 不是该工单的主办单位（当前主办：{self.unit or '无'}），"
-                f"不能{_KIND_NAMES[event.kind]}"
+                f"不能{EVENT_NAMES[event.kind]}"
             )
 
     def set_deadline(self, kind: str, start: datetime, ctx: _Ctx) -> None:
@@ -347,7 +347,8 @@ def _copy(lc: OrderLifecycle) -> OrderLifecycle:
     )
 
 
-_KIND_NAMES: dict[str, str] = {
+#: Glossary: event kind -> the Chinese term shown to people (事件名称).
+EVENT_NAMES: dict[str, str] = {
     ORDER_RECEIVED: "收集", ORDER_DISPATCHED: "派单", SENT_TO_MANUAL_QUEUE: "转人工派单",
     ORDER_ACCEPTED: "签收", ORDER_RETURNED: "退单", ORDER_REPLIED: "反馈",
     REVISIT_RECORDED: "回访", ORDER_REOPENED: "重办", ORDER_SUPERVISED: "督办",
