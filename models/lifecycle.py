@@ -31,7 +31,8 @@ __all__ = [
     "AlreadyClosed", "DispatcherDecisionRequired", "InvalidEventData", "InvalidTransition",
     "LifecycleEvent", "LifecyclePolicy", "NotAssignedUnit", "OrderLifecycle", "PolicyError",
     "ReturnedUnitError", "RevisitRequired", "State", "TransitionRejected", "ActorNotAllowed",
-    "UnknownOrder", "EVENT_KINDS", "EVENT_NAMES", "due_deadlines", "deadline_event", "load_policy", "local_naive",
+    "UnknownOrder", "EVENT_KINDS", "EVENT_NAMES", "due_deadlines", "deadline_event",
+    "load_policy", "local_naive",
     "DEADLINE_ACCEPT", "DEADLINE_HANDLE", "DEADLINE_REVISIT", "DEADLINE_KINDS",
 ]
 
