@@ -74,7 +74,7 @@ def _read_messages(path: str) -> list[Any]:
 
 # ---- hotline route ------------------------------------------------------------------------
 def cmd_route(args: argparse.Namespace) -> int:
-    from datetime import datetime
+    from models.tables import now_local
 
     from hotline.bootstrap import load_classifier, load_rules, model_thresholds
     from models.records import OrderIn, RoutingContext
@@ -86,7 +86,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     order = OrderIn(
         order_id=args.order_id,
         channel=args.channel,
-        received_at=datetime.now().replace(microsecond=0),
+        received_at=now_local(),
         title="",
         text=args.text,
         enterprise_name=args.enterprise,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
-from datetime import datetime
+
 from typing import Any
 
 from hotline.masking import mask_pii
 from hotline.settings import Settings
+from models.tables import now_local
 
 #: CLI event names (Chinese and English) → lifecycle event kinds
 EVENT_KINDS = {
@@ -117,7 +118,7 @@ def build_event(args: argparse.Namespace) -> Any:
         event_id=args.event_id or f"{args.order}:{kind}:{uuid.uuid4().hex[:12]}",
         order_id=args.order,
         kind=kind,
-        at=datetime.now().replace(microsecond=0),
+        at=now_local(),
         actor=args.actor,
         data=data,
     )

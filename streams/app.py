@@ -28,6 +28,7 @@ from hotline.bootstrap import App, bootstrap
 from hotline.settings import Settings
 from models.lifecycle import LifecycleEvent
 from models.records import OrderIn
+from models.tables import now_local
 from streams.handlers import OutMessage, Outcome, order_to_json
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def create_app(settings: Settings | None = None, *, hotline_app: App | None = No
 
     @app.timer(interval=30.0)
     async def deadlines() -> None:
-        router.tick(datetime.now().replace(microsecond=0))
+        router.tick(now_local())
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -232,7 +232,9 @@ class Router:
             order, prediction, self._context_for_new(order, count),
             model_thresholds=self.model_thresholds,
         )
-        outbox = self._dispatch(order, decision, round_no=1, actor="system")
+        outbox = self._dispatch(
+            order, decision, round_no=1, actor="system", at=order.received_at
+        )
         self.metrics.dispatch_latency.observe(time.perf_counter() - started)
         return Outcome(
             status="manual" if decision.manual else "dispatched",
@@ -242,11 +244,10 @@ class Router:
         )
 
     def _dispatch(
-        self, order: OrderIn, decision: Decision, *, round_no: int, actor: str
+        self, order: OrderIn, decision: Decision, *, round_no: int, actor: str, at: datetime
     ) -> list[OutMessage]:
         """Persist the decision and the dispatch (or manual-queue) event; build the outbox."""
         self.store.record_decision(decision)
-        at = datetime.now().replace(microsecond=0) if round_no > 1 else order.received_at
         if decision.manual or decision.lead_unit is None:
             event = LifecycleEvent(
                 event_id=f"{order.order_id}:route:{round_no}",
@@ -327,7 +328,7 @@ class Router:
             return outcome
         self._learn(event, result)
         if any(e.kind == "OrderReturned" for e in result.applied):
-            self._redispatch(event.order_id, outcome)
+            self._redispatch(event.order_id, outcome, at=event.at)
         return outcome
 
     def _learn(self, event: LifecycleEvent, result: ApplyResult) -> None:
@@ -353,7 +354,7 @@ class Router:
     def apply_events(self, events: Iterable[LifecycleEvent]) -> list[EventOutcome]:
         return [self.apply_event(e) for e in events]
 
-    def _redispatch(self, order_id: str, outcome: EventOutcome) -> None:
+    def _redispatch(self, order_id: str, outcome: EventOutcome, *, at: datetime) -> None:
         row = self.store.get_order(order_id)
         lc = self.store.lifecycle(order_id)
         if row is None or lc.state != State.RETURNED:
@@ -373,7 +374,9 @@ class Router:
         prediction = self.classifier.predict([order], k=5)[0]
         decision = self.engine.decide(order, prediction, ctx, model_thresholds=self.model_thresholds)
         outcome.decision = decision
-        outcome.outbox = self._dispatch(order, decision, round_no=lc.return_count + 1, actor="system")
+        outcome.outbox = self._dispatch(
+            order, decision, round_no=lc.return_count + 1, actor="system", at=at
+        )
 
     def _count_event(self, result: ApplyResult) -> None:
         if result.rejected is not None:
