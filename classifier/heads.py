@@ -8,6 +8,7 @@ order toward a unit.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,15 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> CalibratedSVC:
         splits = list(KFold(self.cv, shuffle=True, random_state=self.random_state).split(X))
         svc = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
-        self.calibrated_ = CalibratedClassifierCV(svc, method="sigmoid", cv=splits).fit(X, y)
+        # ensemble=False: calibrators from out-of-fold decisions, one SVC refitted on all data
+        # (one estimator to run at prediction time instead of one per fold)
+        with warnings.catch_warnings():
+            # a rare unit missing from a fold's training part is expected, not a problem
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            self.calibrated_ = CalibratedClassifierCV(
+                svc, method="sigmoid", cv=splits, ensemble=False
+            ).fit(X, y)
         self.classes_ = self.calibrated_.classes_
         return self
 

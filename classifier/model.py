@@ -297,7 +297,8 @@ def train_model(
     features = opts.features()
     X = sp.csr_matrix(features.fit_transform(inputs, y))
     catalogue = feat.catalogue_block(features)
-    unit_factory = _head_factory(opts.unit_head, random_state, catalogue)
+    words = feat.word_block(features)[0]
+    unit_factory = _head_factory(opts.unit_head, random_state, catalogue, (words.start, words.stop))
     unit_head = unit_factory().fit(X, y)
     appeal_head = _fit_appeal(opts.appeal_head, X, records, random_state)
     labels = np.asarray(unit_head.classes_)
@@ -321,11 +322,15 @@ def _head_factory(
     factory: HeadFactory,
     seed: int,
     catalogue: tuple[tuple[int, int], tuple[str, ...]] | None,
+    word_cols: tuple[int, int],
 ) -> HeadFactory:
-    """``factory`` with the seed and, for heads that take it, the name-mention columns."""
+    """``factory`` with the seed and, for heads that take them, the name-mention columns
+    and the word columns (for the neighbour search)."""
 
     def make() -> BaseEstimator:
         head = _set_seed(factory(), seed)
+        if "knn_cols" in head.get_params(deep=False):
+            head.set_params(knn_cols=word_cols)
         if catalogue is not None and "catalogue_cols" in head.get_params(deep=False):
             cols, labels = catalogue
             head.set_params(catalogue_cols=cols, catalogue_labels=labels)

@@ -51,8 +51,10 @@ def _is_content(token: str) -> bool:
 def tokenize(text: str) -> list[str]:
     """Split ``text`` into words; whitespace and punctuation tokens are dropped.
 
-    Latin letters are lower-cased so that "AEO" and "aeo" are the same feature.
+    Latin letters are lower-cased so that "AEO" and "aeo" are the same feature. jieba's HMM
+    guessing of unknown words is off: it costs a fifth of the speed, and the character
+    n-gram features already cover words outside the dictionaries.
     """
     if not text:
         return []
-    return [t.lower() for t in get_tokenizer().lcut(text, HMM=True) if _is_content(t)]
+    return [t.lower() for t in get_tokenizer().lcut(text, HMM=False) if _is_content(t)]
