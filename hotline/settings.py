@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     max_text_chars: int = 5000  # longer 诉求内容 is dead-lettered
     worker_id: str = "worker-1"
+    # HTTP API rate limits (限流), requests per minute; 0 turns a limit off
+    api_rate_per_token: int = 300  # per bearer token
+    api_rate_per_client: int = 600  # per client address, whatever the token
 
     @field_validator("partitions")
     @classmethod
@@ -37,6 +40,13 @@ class Settings(BaseSettings):
     def _limit(cls, v: int) -> int:
         if v < 100:
             raise ValueError("max_text_chars must be >= 100")
+        return v
+
+    @field_validator("api_rate_per_token", "api_rate_per_client")
+    @classmethod
+    def _rate(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("API rate limits must be >= 0 (0 disables)")
         return v
 
     @field_validator("database_url")
