@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
 from models.lifecycle import (
     ORDER_RECEIVED,
@@ -169,10 +169,13 @@ class Store:
     def from_url(
         cls, url: str, *, create: bool = True, policy: LifecyclePolicy | None = None
     ) -> Store:
-        """Open ``url`` (``sqlite:///path`` or ``postgresql+psycopg://…``); create tables."""
+        """Open ``url`` (``sqlite:///path`` or ``postgresql+psycopg://…``); bring its schema to
+        the newest Alembic migration (`models.migrate.migrate`) unless ``create`` is False."""
         store = cls(_engine_for(url), policy=policy)
         if create:
-            SQLModel.metadata.create_all(store.engine)
+            from models.migrate import migrate
+
+            migrate(store.engine)
         return store
 
     def close(self) -> None:
