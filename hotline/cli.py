@@ -164,9 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
     from hotline.cli_db import register as register_db
 
     register_db(sub)
-    from hotline.cli_models import register as register_models
-
-    register_models(sub)
     return parser
 
 
