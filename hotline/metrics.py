@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -25,6 +27,12 @@ class Metrics:
             "hotline_manual_queue_size", "Orders waiting in the manual queue", registry=reg
         )
         self.overdue = Gauge("hotline_overdue_orders", "Open orders past a deadline", registry=reg)
+        self.unit_open = Gauge(
+            "hotline_unit_open_orders",
+            "Open orders per lead unit and state (各单位在办工单)",
+            ["unit", "state"],
+            registry=reg,
+        )
         self.reopens = Counter("hotline_reopens", "Orders reopened (重办)", ["unit"], registry=reg)
         self.supervised = Counter(
             "hotline_supervised", "Orders put under supervision (督办)", ["unit"], registry=reg
@@ -53,3 +61,9 @@ class Metrics:
             "hotline_consumer_lag", "Consumer lag per topic partition", ["topic", "partition"],
             registry=reg,
         )
+
+    def set_unit_open(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the per-unit open-order gauge with ``{(unit, state): n}``."""
+        self.unit_open.clear()
+        for (unit, state), n in counts.items():
+            self.unit_open.labels(unit, state).set(n)
