@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from hotline.metrics import Metrics
-from hotline.settings import Settings
+from hotline.settings import PROJECT_ROOT, Settings
 
 
 @dataclass
@@ -28,12 +28,21 @@ def load_rules(settings: Settings) -> "RoutingConfig":  # noqa: F821
     return _load(Path(settings.rules_dir) if settings.rules_dir else default_rules_dir())
 
 
+def current_model_path(settings: Settings, registry: object | None = None) -> Path | None:
+    """The model in service: HOTLINE_MODEL_DIR, else the registry's CURRENT, else None."""
+    from classifier.registry import ModelRegistry
+
+    if settings.model_dir:
+        return Path(settings.model_dir)
+    reg = registry or ModelRegistry(settings.models_dir or PROJECT_ROOT / "var" / "models")
+    return reg.current_path()  # type: ignore[attr-defined]
+
+
 def load_classifier(settings: Settings) -> "UnitModel":  # noqa: F821
     from classifier.bundled import ensure_bundled_model
     from classifier.model import load_model
 
-    path = Path(settings.model_dir) if settings.model_dir else ensure_bundled_model()
-    return load_model(path)
+    return load_model(current_model_path(settings) or ensure_bundled_model())
 
 
 def model_thresholds(model: object) -> dict[str, float] | None:

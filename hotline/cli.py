@@ -161,9 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     from hotline.cli_kafka import register as register_kafka
 
     register_kafka(sub)
+    from api.cli import register as register_api
+
+    register_api(sub)
     from hotline.cli_db import register as register_db
 
     register_db(sub)
+    from hotline.cli_models import register as register_models
+
+    register_models(sub)
     return parser
 
 

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     partitions: int = 4
     rules_dir: Path | None = None  # default: routing_rules/jinshan
-    model_dir: Path | None = None  # default: the bundled Jinshan model
+    model_dir: Path | None = None  # a fixed model directory (overrides the registry)
+    models_dir: Path | None = None  # the model registry (default var/models); CURRENT is served
     metrics_port: int | None = None
     max_text_chars: int = 5000  # longer 诉求内容 is dead-lettered
     worker_id: str = "worker-1"
