@@ -103,6 +103,7 @@ def issue_token(engine: Engine, *, role: str, name: str) -> IssuedToken:
     name = name.strip()
     if not name:
         raise ValueError("令牌须有单位名称或人员姓名")
+    ensure_token_table(engine)
     token_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     with Session(engine) as s:

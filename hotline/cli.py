@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from api.cli import register as register_api
 
     register_api(sub)
+    from api.cli import register as register_api
+
+    register_api(sub)
     from hotline.cli_db import register as register_db
 
     register_db(sub)
