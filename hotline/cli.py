@@ -161,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hotline.cli_kafka import register as register_kafka
 
     register_kafka(sub)
-    from api.cli import register as register_api
+    from bulletin.cli import register as register_bulletin
 
-    register_api(sub)
+    register_bulletin(sub)
     from api.cli import register as register_api
 
     register_api(sub)
