@@ -32,6 +32,7 @@ ALLOWED_METRICS = frozenset(
         "hotline_supervised_total",
         "hotline_dead_letters_total",
         "hotline_consumer_lag",
+        "hotline_unit_open_orders",
     }
     | {f"{name}_{suffix}" for name in HISTOGRAMS for suffix in ("bucket", "sum", "count")}
 )
@@ -119,6 +120,8 @@ def test_app_services_share_the_image_and_reach_kafka_and_postgres(
     worker, api = compose["services"]["worker"], compose["services"]["api"]
     assert command_of(worker) == ["hotline", "worker"]
     assert command_of(api)[:2] == ["hotline", "serve"] and "8080" in command_of(api)
+    host = command_of(api)[command_of(api).index("--host") + 1]
+    assert host == "0.0.0.0"  # reachable from Prometheus and the host, not just the container
     assert worker["deploy"]["replicas"] == 2
     for service in (worker, api):
         env = service["environment"]
