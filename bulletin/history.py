@@ -107,7 +107,7 @@ class _Rows:
         for table, rows in ((WorkOrder, self.orders), (EventRow, self.events),
                             (RevisitRow, self.revisits)):
             if rows:
-                s.execute(insert(table.__table__), rows)  # type: ignore[attr-defined]
+                s.execute(insert(table.__table__), rows)  # type: ignore[attr-defined,union-attr]
 
 
 def _write_batch(

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bulletin.history import ImportCounts, ImportedOrder, register_historical_units, write_history
 from classifier.datasets import map_appeal_type
 from models.lifecycle import (
     DEADLINE_HANDLE,
@@ -35,7 +36,6 @@ from models.lifecycle import (
 )
 from models.records import OrderIn
 from models.store import Store
-from bulletin.history import ImportCounts, ImportedOrder, register_historical_units, write_history
 
 FORMATS: tuple[str, ...] = ("haikou12345", "csv")
 

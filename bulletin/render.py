@@ -8,18 +8,19 @@ import html
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib import font_manager
+from matplotlib.figure import Figure
 
-from bulletin.hotspots import Cluster  # noqa: E402
-from bulletin.rates import UnitRates  # noqa: E402
-from bulletin.report import Bulletin  # noqa: E402
-from hotline.masking import mask_pii  # noqa: E402
+from bulletin.hotspots import Cluster
+from bulletin.rates import UnitRates
+from bulletin.report import Bulletin
+from hotline.masking import mask_pii
 
 CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "SimHei",
              "Microsoft YaHei", "PingFang SC")
@@ -128,6 +129,7 @@ CHART_TITLES = {
 
 # ---- the document as (kind, payload) blocks shared by HTML and Markdown ----------------------
 Block = tuple[str, object]
+Table = tuple[list[str], list[list[str]]]
 
 
 def _cluster_rows(clusters: Sequence[Cluster]) -> list[list[str]]:
@@ -148,10 +150,10 @@ def blocks(b: Bulletin) -> list[Block]:
     out: list[Block] = [("h1", f"热点快报（{b.start}至{b.end}）")]
     change = (f"，上期（{b.previous_start}至{b.previous_end}）{b.previous_total} 件"
               if b.previous_total else "")
-    out.append(("p", f"本期共受理工单 {b.total} 件，其中涉企工单 {b.enterprise_total} 件{change}。"
+    out.append(("p", (f"本期共受理工单 {b.total} 件，其中涉企工单 {b.enterprise_total} 件{change}。"
                      f"办结率 {_pct(b.overall.close_rate)}，按时办结率 {_pct(b.overall.on_time_rate)}，"
                      f"满意率 {_pct(b.overall.satisfaction_rate)}，重办率 {_pct(b.overall.reopen_rate)}，"
-                     f"涉企全量回访率 {_pct(b.overall.revisit_rate)}。"))
+                     f"涉企全量回访率 {_pct(b.overall.revisit_rate)}。")))
     out.extend(("note", n) for n in b.notes)
     out += [("h2", "一、总量与走势"), ("chart", "trend")]
     out += [("h2", "二、热点问题"), ("chart", "categories"),
@@ -167,6 +169,8 @@ def blocks(b: Bulletin) -> list[Block]:
              f"{s.q_value:.2g}"] for s in significant])))
     elif b.previous_total:
         out.append(("p", "本期无统计显著的激增（q < 0.05）。"))
+    else:
+        out.append(("p", "上期无工单数据，没有可比基数，未做激增检验。"))
     out += [("h2", "四、集中诉求"), ("h3", "（一）近似重复诉求")]
     if b.near_duplicates:
         out += [("chart", "near_duplicates"),
@@ -190,9 +194,9 @@ def blocks(b: Bulletin) -> list[Block]:
                 [r.unit, str(r.orders), _pct(r.close_rate), _pct(r.on_time_rate),
                  _pct(r.satisfaction_rate), _pct(r.reopen_rate), _pct(r.revisit_rate)]
                 for r in [*b.rates[:30], b.overall]])),
-            ("note", "办结率=已办结/受理；按时办结率=未超期办结/回复时间可知的办结；满意率=末次回访满意或"
+            ("note", ("办结率=已办结/受理；按时办结率=未超期办结/回复时间可知的办结；满意率=末次回访满意或"
                      "基本满意/有满意度回答；重办率=发生重办/受理；全量回访率=已回访涉企工单/已反馈涉企工单。"
-                     "“—”表示无可计算的数据。")]
+                     "“—”表示无可计算的数据。"))]
     return out
 
 
@@ -225,7 +229,7 @@ def to_html(b: Bulletin, pngs: dict[str, bytes] | None = None) -> str:
             parts.append(f"<figure><img alt='{title}' src='data:image/png;base64,{data}'>"
                          f"<figcaption class='note'>{title}</figcaption></figure>")
         elif kind == "table":
-            head, rows = payload  # type: ignore[misc]
+            head, rows = cast(Table, payload)
             parts.append("<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>")
             parts.extend("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"
                          for row in rows)
@@ -250,7 +254,7 @@ def to_markdown(b: Bulletin, chart_names: dict[str, str]) -> str:
         elif kind == "chart":
             lines += [f"![{CHART_TITLES[str(payload)]}]({chart_names[str(payload)]})", ""]
         elif kind == "table":
-            head, rows = payload  # type: ignore[misc]
+            head, rows = cast(Table, payload)
             lines.append("| " + " | ".join(_md_cell(h) for h in head) + " |")
             lines.append("|" + "---|" * len(head))
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]

@@ -89,10 +89,10 @@ def repeat_groups(orders: Sequence[OrderView], *, min_orders: int = 2) -> list[R
         elif o.caller:
             groups[("同一来电人", o.caller)].append(o)
         if o.repeat_of:
-            key = ("来源标注同一诉求", o.repeat_of)
-            if not groups[key] and o.repeat_of in by_id:
-                groups[key].append(by_id[o.repeat_of])
-            groups[key].append(o)
+            marked = ("来源标注同一诉求", o.repeat_of)
+            if not groups[marked] and o.repeat_of in by_id:
+                groups[marked].append(by_id[o.repeat_of])
+            groups[marked].append(o)
     found = []
     for (basis, key), members in groups.items():
         members = list({m.order_id: m for m in members}.values())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -118,7 +118,7 @@ def load_facts(store: Store, order_ids: Sequence[str], *, chunk: int = 900) -> d
     return dict(facts)
 
 
-def _note(f: OrderFacts, kind: str, data: dict[str, Any]) -> None:
+def _note(f: OrderFacts, kind: str, data: Mapping[str, Any]) -> None:
     if kind == ORDER_REPLIED:
         f.replied = True
         if data.get("time_known") is False:
