@@ -9,6 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# A CJK font so the bulletin's charts can label Chinese categories.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so code edits do not reinstall them: a throwaway install of the
 # project's declared dependencies from pyproject.toml alone.
 COPY pyproject.toml ./
