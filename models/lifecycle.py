@@ -9,6 +9,7 @@ An event that does not fit raises a named `TransitionRejected` with a Chinese re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -84,6 +85,13 @@ def local_naive(at: datetime) -> datetime:
     if at.tzinfo is None:
         return at
     return at.astimezone(CHINA_TZ).replace(tzinfo=None)
+
+
+#: Limits of what an event may carry (the event log's column sizes and a sane time range).
+MAX_EVENT_ID_CHARS = 200
+MAX_ORDER_ID_CHARS = 64
+MAX_DATA_DEPTH = 20
+MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
 # ---- rejections (拒绝) --------------------------------------------------------------------------
@@ -169,9 +177,14 @@ class LifecycleEvent:
         for name in ("event_id", "order_id", "kind", "at", "actor"):
             if not isinstance(raw.get(name), str) or not raw[name].strip():
                 raise InvalidEventData(f"事件缺少字段或字段无效: {name}")
+            _check_storable(raw[name], name)
+        for name, limit in (("event_id", MAX_EVENT_ID_CHARS), ("order_id", MAX_ORDER_ID_CHARS)):
+            if len(raw[name]) > limit:
+                raise InvalidEventData(f"事件字段 {name} 超过 {limit} 字")
         data = raw.get("data") or {}
         if not isinstance(data, dict):
             raise InvalidEventData("事件字段 data 应为对象")
+        _check_json(data, "data", depth=0)
         try:
             at = datetime.fromisoformat(raw["at"])
         except ValueError:
@@ -199,6 +212,40 @@ def deadline_event(order_id: str, kind: str, due: datetime, now: datetime) -> Li
         actor=SYSTEM,
         data={"deadline": kind, "due": due.isoformat()},
     )
+
+
+# ---- payload checks (parsing untrusted JSON events) ---------------------------------------------
+def _check_encodable(value: str, name: str) -> None:
+    """No lone surrogates (from `\\ud800`-style JSON escapes): they cannot be stored as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEventData(f"事件字段 {name} 含无法编码的字符") from None
+
+
+def _check_storable(value: str, name: str) -> None:
+    """A column value: encodable and without NUL (PostgreSQL text cannot hold it; JSON data
+    can, escaped)."""
+    _check_encodable(value, name)
+    if "\x00" in value:
+        raise InvalidEventData(f"事件字段 {name} 含空字符（\\x00）")
+
+
+def _check_json(value: Any, name: str, *, depth: int) -> None:
+    """Plain JSON a database can store: finite numbers, storable strings, bounded depth."""
+    if depth > MAX_DATA_DEPTH:
+        raise InvalidEventData(f"事件字段 {name} 嵌套过深")
+    if isinstance(value, str):
+        _check_encodable(value, name)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidEventData(f"事件字段 {name} 含非有限数值 {value!r}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_encodable(str(key), name)
+            _check_json(item, f"{name}.{key}", depth=depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, name, depth=depth + 1)
 
 
 # ---- data checks --------------------------------------------------------------------------------
@@ -291,6 +338,8 @@ class OrderLifecycle:
         handler = _HANDLERS.get(event.kind)
         if handler is None:
             raise InvalidEventData(f"未知事件类型 {event.kind}")
+        if not MIN_YEAR <= event.at.year <= MAX_YEAR:
+            raise InvalidEventData(f"事件时间超出范围：{event.at.year} 年")
         if event.kind != ORDER_RECEIVED and self.version == 0:
             raise InvalidTransition("工单尚未收集，不能处理该事件")
         if self.state == State.CLOSED and self.version > 0:

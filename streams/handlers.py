@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from hotline.masking import mask_pii
 from hotline.metrics import Metrics
 from models.lifecycle import LifecycleEvent, State
-from models.records import Decision, OrderIn, Prediction, RoutingContext
+from models.records import CHANNELS, Decision, OrderIn, Prediction, RoutingContext
 from models.store import ApplyResult, ConflictingOrder, Store
 from routing_rules.config import RoutingConfig
 from routing_rules.engine import RoutingEngine
@@ -107,15 +107,32 @@ def order_to_json(order: OrderIn) -> dict[str, Any]:
     }
 
 
-def _payload_text(raw: bytes | str | Mapping[str, Any]) -> str:
-    if isinstance(raw, Mapping):
-        try:
-            return json.dumps(raw, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            return repr(raw)
+def _storable(text: str) -> str:
+    """``text`` with lone surrogates escaped, so any database can store it as UTF-8."""
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def _payload_text(raw: Any) -> str:
+    """The raw message as text for the dead-letter record; never raises."""
     if isinstance(raw, bytes):
         return raw.decode("utf-8", errors="replace")
-    return raw
+    if isinstance(raw, str):
+        return _storable(raw)
+    try:
+        return _storable(json.dumps(raw, ensure_ascii=False, default=str))
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        return _storable(repr(raw))
+    except (ValueError, RecursionError):  # e.g. an int too long to print
+        keys = [k for k in list(raw)[:50] if isinstance(k, str)] if isinstance(raw, Mapping) else []
+        return f"<无法序列化的消息：{type(raw).__name__}，字段 {_storable('、'.join(keys))}>"
+
+
+def channel_label(channel: str) -> str:
+    """The metrics label for an intake channel: known channels only, so caller-supplied text
+    (possibly a phone number) never becomes a label value."""
+    return channel if channel in CHANNELS else "其他"
 
 
 class Router:
@@ -184,6 +201,7 @@ class Router:
         """
         outcomes: list[Outcome | None] = [None] * len(orders)
         to_route: list[tuple[int, OrderIn]] = []
+        queued: set[str] = set()  # routed in this batch: a resend in the same batch is a duplicate
         for i, order in enumerate(orders):
             try:
                 added = self.store.add_order(order)
@@ -194,10 +212,11 @@ class Router:
                 )
                 continue
             if added == "new":
-                self.metrics.received.labels(order.channel).inc()
-            elif self._already_routed(order.order_id):
+                self.metrics.received.labels(channel_label(order.channel)).inc()
+            elif order.order_id in queued or self._already_routed(order.order_id):
                 outcomes[i] = Outcome(status="duplicate", order_id=order.order_id)
                 continue
+            queued.add(order.order_id)
             to_route.append((i, order))
         if to_route:
             started = time.perf_counter()
@@ -306,6 +325,7 @@ class Router:
         order_id: str | None,
     ) -> Outcome:
         payload = _payload_text(raw)
+        reason = _storable(reason)
         self.store.dead_letter(source=source, reason=f"{code}: {reason}", payload=payload, order_id=order_id)
         self.metrics.dead_letters.labels(code).inc()
         log.info("dead-lettered %s: %s", code, mask_pii(reason))
@@ -390,7 +410,13 @@ class Router:
             elif e.kind == "OrderSupervised":
                 self.metrics.supervised.labels(unit).inc()
             elif e.kind == "OrderReturned":
-                self.metrics.returns.labels(e.actor).inc()
+                self.metrics.returns.labels(self._returning_unit(e)).inc()
+
+    def _returning_unit(self, event: LifecycleEvent) -> str:
+        """The unit that returned the order (a dispatcher may record a 退单 on its behalf; the
+        metrics label is the unit, never the person)."""
+        returned = self.store.lifecycle(event.order_id).returned_units
+        return returned[-1] if returned else ""
 
     def tick(self, now: datetime) -> list[ApplyResult]:
         """Raise overdue events for every passed deadline; refresh the queue gauges."""

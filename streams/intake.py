@@ -76,6 +76,16 @@ def decode(raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _require_encodable(value: str, name: str, order_id: str | None) -> None:
+    """Lone surrogates (from `\\ud800`-style JSON escapes) cannot be stored as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise IntakeError(
+            "BAD_ENCODING", f"字段 {name} 含无法编码的字符（第 {exc.start} 个字符）", order_id
+        ) from None
+
+
 def _pick(msg: Mapping[str, Any], name: str) -> Any:
     for key in _ALIASES[name]:
         if key in msg and msg[key] is not None:
@@ -89,6 +99,7 @@ def _text_field(msg: Mapping[str, Any], name: str, order_id: str | None, limit: 
         return None
     if not isinstance(value, str):
         raise IntakeError("WRONG_TYPE", f"字段 {name} 应为字符串，实际为 {type(value).__name__}", order_id)
+    _require_encodable(value, name, order_id)
     value = value.replace("\x00", "").strip()
     if len(value) > limit:
         raise IntakeError("TOO_LONG", f"字段 {name} 超过 {limit} 字（{len(value)} 字）", order_id)
@@ -139,6 +150,8 @@ def _order_id(msg: Mapping[str, Any]) -> str:
         raise IntakeError("MISSING_ID", "缺少工单编号")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise IntakeError("WRONG_TYPE", "工单编号应为字符串或整数")
+    if isinstance(value, int) and abs(value) >= 10**MAX_ID_CHARS:
+        raise IntakeError("BAD_ID", f"工单编号超过 {MAX_ID_CHARS} 位")
     text = str(value).strip()
     if not text or len(text) > MAX_ID_CHARS or not _ID_RE.match(text):
         raise IntakeError("BAD_ID", f"工单编号格式不合法：{text[:40]!r}")
