@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
-
 from typing import Any
 
 from hotline.masking import mask_pii
@@ -163,8 +162,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     ensure_topics(settings, _unit_codes(settings))
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel, web_port=settings.metrics_port or 6066,
-                          web_host="127.0.0.1")
+    worker = faust.Worker(app, loglevel=args.loglevel)
     worker.execute_from_commandline()
     return 0
 

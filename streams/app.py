@@ -16,20 +16,29 @@ redelivered message changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import EventT, StreamT, TableT, TopicT
 
 from hotline.bootstrap import App, bootstrap
 from hotline.settings import Settings
-from models.lifecycle import LifecycleEvent
+from models.lifecycle import InvalidEventData, LifecycleEvent
 from models.records import OrderIn
 from models.tables import now_local
-from streams.handlers import OutMessage, Outcome, order_to_json
+from streams.faults import Retrier, current_feed, handler_failed, is_transient
+from streams.handlers import Outcome, OutMessage, Router, order_to_json
+from streams.lag import install_lag_gauge
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,13 @@ BY_ENTERPRISE = "workorders.by-enterprise"
 EVENTS = "workorders.events"
 BATCH = 200
 BATCH_WITHIN = 0.2
+#: a worker that dies (kill -9) loses its partitions to the others after this long
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_S = 1.0
+TICK_INTERVAL_S = 30.0
+
+T = TypeVar("T")
+Handle = Callable[[Sequence[EventT]], Awaitable[list[OutMessage]]]
 
 
 def enterprise_key(order: OrderIn) -> str:
@@ -82,6 +98,163 @@ def count_repeats(
     return kept, count
 
 
+def as_stream(stream: StreamT) -> faust.Stream:
+    """The concrete stream (for `noack_take` and the current-event context)."""
+    return cast(faust.Stream, stream)
+
+
+def batches(stream: StreamT) -> AsyncIterator[Sequence[EventT]]:
+    """Batches of up to BATCH events that stay unacknowledged until `Pipeline.process`."""
+    return as_stream(stream).noack_take(BATCH, within=BATCH_WITHIN)
+
+
+class Pipeline:
+    """The agents' shared plumbing: the router runs on one worker thread (it is synchronous and
+    not thread-safe, and the event loop must keep heart-beating while it works), outgoing
+    messages are delivered and acknowledged by the broker before the input is acknowledged."""
+
+    def __init__(self, app: faust.App, router: Router, settings: Settings) -> None:
+        self.app = app
+        self.router = router
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router")
+        self.retrier = Retrier()
+        self.topics: dict[str, TopicT] = {}
+
+    def topic(self, name: str, *, internal: bool = False) -> TopicT:
+        """The topic `name` (without prefix), declared once with the configured partitions."""
+        if name not in self.topics:
+            self.topics[name] = self.app.topic(
+                self.settings.topic(name), partitions=self.settings.partitions,
+                internal=internal,
+            )
+        return self.topics[name]
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def deliver(self, messages: Sequence[OutMessage]) -> None:
+        pending = [
+            await self.topic(m.topic).send(
+                key=m.key.encode() if m.key else None,
+                value=json.dumps(m.value, ensure_ascii=False).encode(),
+            )
+            for m in messages
+        ]
+        for fut in pending:  # the broker's acks, before the input is acknowledged
+            await fut
+
+    async def process(
+        self, stream: faust.Stream, batch: Sequence[EventT], source: str, handle: Handle
+    ) -> None:
+        """Handle a batch, deliver its outbox, then ack it. A batch that keeps failing is split;
+        a single message that keeps failing is dead-lettered with the error."""
+        try:
+            out = await self.retrier.run(f"{source} batch", lambda: handle(batch))
+        except Exception as exc:  # noqa: BLE001 - poison or bug: isolate it, keep flowing
+            if len(batch) == 1:
+                out = await self._dead_letter(source, batch[0], exc)
+            else:
+                log.warning("%s: batch of %d failed; handling one by one", source, len(batch))
+                out = []
+                for event in batch:
+                    out.extend(await self._one(source, event, handle))
+        await self.retrier.run(f"{source} delivery", lambda: self.deliver(out))
+        for event in batch:
+            await stream.ack(event)
+
+    async def _one(self, source: str, event: EventT, handle: Handle) -> list[OutMessage]:
+        try:
+            return await self.retrier.run(f"{source} message", lambda: handle([event]))
+        except Exception as exc:  # noqa: BLE001 - this message is the poison one
+            return await self._dead_letter(source, event, exc)
+
+    async def _dead_letter(self, source: str, event: EventT, error: Exception) -> list[OutMessage]:
+        return await self.retrier.run(
+            f"{source} dead letter",
+            lambda: self.call(handler_failed, self.router, source, event.value, error),
+        )
+
+
+def intake_handler(pipeline: Pipeline) -> Handle:
+    """Validate raw intake; valid orders go on, keyed by enterprise, bad ones to the DLQ."""
+    router = pipeline.router
+
+    def work(raws: list[Any]) -> list[OutMessage]:
+        out: list[OutMessage] = []
+        for raw in raws:
+            checked = router.validate(raw, source=RECEIVED)
+            if isinstance(checked, Outcome):
+                out.extend(checked.outbox)
+            else:
+                out.append(OutMessage(BY_ENTERPRISE, enterprise_key(checked), order_to_json(checked)))
+        return out
+
+    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
+        return await pipeline.call(work, [e.value for e in events])
+
+    return handle
+
+
+def route_handler(pipeline: Pipeline, stream: faust.Stream, repeats: TableT) -> Handle:
+    """Count repeats in the table, then classify, route and persist; a redelivered order that
+    is already routed has its current dispatch sent again (its first delivery may be lost)."""
+    router = pipeline.router
+    window = router.config.settings.repeat_window_days
+
+    def work(orders: list[OrderIn], counts: dict[str, int]) -> list[OutMessage]:
+        out: list[OutMessage] = []
+        for o in router.route_orders(orders, repeat_counts=counts, source=BY_ENTERPRISE):
+            if o.status == "duplicate" and o.order_id:
+                out.extend(current_feed(router, o.order_id))
+            else:
+                out.extend(o.outbox)
+        return out
+
+    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
+        orders: list[OrderIn] = []
+        counts: dict[str, int] = {}
+        for event in events:
+            order = order_from_json(json.loads(event.value))
+            key = enterprise_key(order)
+            if key.startswith("order:"):
+                counts[order.order_id] = 1
+            else:
+                # a batch from `noack_take` is outside faust's per-event context; the table
+                # writes its changelog to the partition of the current event
+                stream._set_current_event(event)
+                seen, counts[order.order_id] = count_repeats(repeats[key], order, window)
+                repeats[key] = seen
+            orders.append(order)
+        return await pipeline.call(work, orders, counts)
+
+    return handle
+
+
+def lifecycle_handler(pipeline: Pipeline) -> Handle:
+    """Apply lifecycle events (退单 → 改派); an unreadable event is dead-lettered."""
+    router = pipeline.router
+
+    def apply(raw: bytes) -> list[OutMessage]:
+        try:
+            event = LifecycleEvent.from_json(json.loads(raw))
+        except (ValueError, TypeError, AttributeError, InvalidEventData) as exc:
+            return router.reject_event_payload(raw, exc).outbox
+        outcome = router.apply_event(event)
+        if outcome.result.duplicate and event.kind == "OrderReturned":
+            return current_feed(router, event.order_id)
+        return outcome.outbox
+
+    def work(raws: list[bytes]) -> list[OutMessage]:
+        return [m for raw in raws for m in apply(raw)]
+
+    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
+        return await pipeline.call(work, [e.value for e in events])
+
+    return handle
+
+
 def create_app(settings: Settings | None = None, *, hotline_app: App | None = None) -> faust.App:
     """Build the faust app and its agents. Nothing connects until the worker starts."""
     settings = settings or Settings()
@@ -89,9 +262,12 @@ def create_app(settings: Settings | None = None, *, hotline_app: App | None = No
         raise ValueError("未配置 HOTLINE_KAFKA_BOOTSTRAP：Kafka 模式需要 broker 地址")
     core = hotline_app or bootstrap(settings)
     router = core.router
-    window = router.config.settings.repeat_window_days
+    app_id = f"{settings.topic_prefix}hotline-router"
+    datadir = Path(tempfile.gettempdir()) / "hotline-faust" / f"{app_id}-{settings.worker_id}"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.topic_prefix}hotline-router",
+        app_id,
+        datadir=str(datadir),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         value_serializer="raw",
@@ -102,6 +278,9 @@ def create_app(settings: Settings | None = None, *, hotline_app: App | None = No
         processing_guarantee="at_least_once",
         broker_commit_every=BATCH,
         broker_commit_interval=1.0,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_S,
+        web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=settings.metrics_port or 6066,
         web_enabled=True,
@@ -109,100 +288,52 @@ def create_app(settings: Settings | None = None, *, hotline_app: App | None = No
     )
     app.hotline = core  # type: ignore[attr-defined]
     setup_prometheus_sensors(app, registry=router.metrics.registry, name_prefix="faust")
+    install_lag_gauge(app, router.metrics.consumer_lag)  # hotline_consumer_lag{topic,partition}
+    pipeline = Pipeline(app, router, settings)
 
-    received = app.topic(settings.topic(RECEIVED), partitions=settings.partitions)
-    by_enterprise = app.topic(
-        settings.topic(BY_ENTERPRISE), partitions=settings.partitions, internal=True
-    )
-    events = app.topic(settings.topic(EVENTS), partitions=settings.partitions)
+    received = pipeline.topic(RECEIVED)
+    by_enterprise = pipeline.topic(BY_ENTERPRISE, internal=True)
+    events = pipeline.topic(EVENTS)
     repeats = app.Table(
         "enterprise-repeats", default=dict, partitions=settings.partitions,
-        key_serializer="json", value_serializer="json",
+        schema=faust.Schema(key_type=str,
+                            key_serializer="json", value_serializer="json"),
     )
-    out_topics: dict[str, faust.TopicT] = {}
-
-    def out_topic(name: str) -> faust.TopicT:
-        if name not in out_topics:
-            out_topics[name] = app.topic(settings.topic(name), partitions=settings.partitions)
-        return out_topics[name]
-
-    async def deliver(messages: list[OutMessage]) -> None:
-        futures = []
-        for m in messages:
-            futures.append(
-                await out_topic(m.topic).send(
-                    key=m.key.encode() if m.key else None,
-                    value=json.dumps(m.value, ensure_ascii=False).encode(),
-                )
-            )
-        for fut in futures:  # wait for the broker's acks before acking the input
-            await fut
 
     @app.agent(received)
-    async def intake(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(BATCH, within=BATCH_WITHIN):
-            forward: list[tuple[str, OrderIn]] = []
-            dead: list[OutMessage] = []
-            for event in batch:
-                checked = router.validate(event.value, source=RECEIVED)
-                if isinstance(checked, Outcome):
-                    dead.extend(checked.outbox)
-                else:
-                    forward.append((enterprise_key(checked), checked))
-            futures = [
-                await by_enterprise.send(
-                    key=k.encode(), value=json.dumps(order_to_json(o), ensure_ascii=False).encode()
-                )
-                for k, o in forward
-            ]
-            for fut in futures:
-                await fut
-            await deliver(dead)
-            for event in batch:
-                await stream.ack(event)
+    async def intake(stream: StreamT) -> None:
+        handle = intake_handler(pipeline)
+        async for batch in batches(stream):
+            await pipeline.process(as_stream(stream), batch, RECEIVED, handle)
 
     @app.agent(by_enterprise)
-    async def route(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(BATCH, within=BATCH_WITHIN):
-            orders: list[OrderIn] = []
-            counts: dict[str, int] = {}
-            for event in batch:
-                order = order_from_json(json.loads(event.value))
-                key = enterprise_key(order)
-                if key.startswith("order:"):
-                    counts[order.order_id] = 1
-                else:
-                    seen, counts[order.order_id] = count_repeats(repeats[key], order, window)
-                    repeats[key] = seen
-                orders.append(order)
-            outcomes = router.route_orders(orders, repeat_counts=counts, source=BY_ENTERPRISE)
-            await deliver([m for o in outcomes for m in o.outbox])
-            for event in batch:
-                await stream.ack(event)
+    async def route(stream: StreamT) -> None:
+        handle = route_handler(pipeline, as_stream(stream), repeats)
+        async for batch in batches(stream):
+            await pipeline.process(as_stream(stream), batch, BY_ENTERPRISE, handle)
 
     @app.agent(events)
-    async def lifecycle(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(BATCH, within=BATCH_WITHIN):
-            out: list[OutMessage] = []
-            for event in batch:
-                try:
-                    le = LifecycleEvent.from_json(json.loads(event.value))
-                except Exception as exc:  # malformed event: dead-letter with the reason
-                    out.extend(router.reject_event_payload(event.value, exc).outbox)
-                    continue
-                out.extend(router.apply_event(le).outbox)
-            await deliver(out)
-            for event in batch:
-                await stream.ack(event)
+    async def lifecycle(stream: StreamT) -> None:
+        handle = lifecycle_handler(pipeline)
+        async for batch in batches(stream):
+            await pipeline.process(as_stream(stream), batch, EVENTS, handle)
 
-    @app.timer(interval=30.0)
+    @app.timer(interval=TICK_INTERVAL_S)
     async def deadlines() -> None:
-        router.tick(now_local())
+        try:
+            await pipeline.call(router.tick, now_local())
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("deadline tick skipped, database unavailable: %s", exc)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "model_version": router.classifier.version,
-                         "worker": settings.worker_id})
+        assigned = app.consumer.assignment() if app.consumer is not None else set()
+        return web.json({
+            "status": "ok", "worker": settings.worker_id,
+            "model_version": router.classifier.version,
+            "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+        })
 
     return app
-
