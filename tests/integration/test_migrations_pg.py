@@ -4,33 +4,24 @@ Each test works in its own schema, dropped afterwards."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Engine
 
 from models.migrate import alembic_config, current_revision, head_revision, migrate, schema_diffs
 from models.store import Store
-from tests.integration.test_store_pg import _with_search_path
+from ops.pg_schema import scratch_schema
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def schema_url(pg_url: str) -> Iterator[str]:
-    schema = f"test_migrate_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _with_search_path(pg_url, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(pg_url, "test_migrate") as url:
+        yield url
 
 
 @pytest.fixture

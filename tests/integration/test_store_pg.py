@@ -8,40 +8,23 @@ never see each other's rows.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from models.lifecycle import LifecycleEvent, State
 from models.store import Store
+from ops.pg_schema import scratch_schema
 from tests.unit.test_store import T0, TOWN, StoreContract, ev, order
 
 pytestmark = pytest.mark.integration
 
 
-def _with_search_path(url: str, schema: str) -> str:
-    parsed = make_url(url)
-    query = dict(parsed.query)
-    query["options"] = f"-csearch_path={schema}"
-    return parsed.set(query=query).render_as_string(hide_password=False)
-
-
 @pytest.fixture
 def pg_schema_url(pg_url: str) -> Iterator[str]:
-    schema = f"test_store_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _with_search_path(pg_url, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(pg_url, "test_store") as url:
+        yield url
 
 
 class TestStorePostgres(StoreContract):
