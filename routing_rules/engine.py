@@ -112,17 +112,6 @@ class RoutingEngine:
             return self._manual(facts, "LOW-CONFIDENCE", "模型置信度低于阈值，转人工派单")
         return self._assign(facts, line_unit)
 
-    def reroute(
-        self,
-        order: OrderIn,
-        prediction: Prediction,
-        ctx: RoutingContext,
-        *,
-        model_thresholds: dict[str, float] | None = None,
-    ) -> Decision:
-        """改派 after a 退单: the same rules with `ctx.returned_by` excluded."""
-        return self.decide(order, prediction, ctx, model_thresholds=model_thresholds)
-
     def is_urgent(self, decision: Decision) -> bool:
         """Whether an urgent (紧急) rule fired for this decision."""
         return any(r in self.cfg.urgent_rule_ids for r in decision.rules)

@@ -199,7 +199,7 @@ def test_manual_keyword_rule_wins_over_a_confident_model() -> None:
 def test_reroute_never_goes_back_to_a_returned_unit() -> None:
     o = order("开发区企业排水接管许可办理进度咨询", address="漕泾镇阮巷村")
     p = pred(("区水务局", 0.6), ("区建管委", 0.3), ("区规划资源局", 0.1))
-    d = ENGINE.reroute(o, p, RoutingContext(returned_by=("区水务局",)))
+    d = ENGINE.decide(o, p, RoutingContext(returned_by=("区水务局",)))
     assert d.lead_unit == "区建管委" and "区水务局" not in d.co_units
     assert all(c.unit != "区水务局" for c in d.candidates)
     assert "REROUTE" in d.rules
