@@ -1,0 +1,325 @@
+"""The Kafka phases (Kafka 阶段): the raw transport ceiling, the faust worker pipeline at full
+speed and paced at half its rate, and the 10x load burst.
+
+The worker is a real `hotline worker` subprocess on its own topic prefix and its own PostgreSQL
+schema. An order is done when its row has left 收集 (dispatched or sent to the manual queue);
+latency is from our send to the record timestamp of its `workorders.dispatched` message, which
+the worker sends after the dispatch is committed to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from ops.bench.services import ROOT
+from ops.bench.stats import percentile, rss_mb
+from streams.app import RECEIVED
+from streams.handlers import DISPATCHED
+
+PARTITIONS = 4
+RECEIVED_STATE = "收集"
+
+
+def _producer(bootstrap: str) -> KafkaProducer:
+    """The same producer settings as the intake gateway (`streams.kafka_io.producer`)."""
+    return KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5, retries=10
+    )
+
+
+def _encode(message: dict[str, Any]) -> tuple[bytes, bytes]:
+    return str(message["order_id"]).encode(), json.dumps(message, ensure_ascii=False).encode()
+
+
+# ---- the raw ceiling ------------------------------------------------------------------------
+def raw_rate(bootstrap: str, messages: Sequence[dict[str, Any]], prefix: str) -> float:
+    """kafka-python producing and consuming the same messages through the same broker:
+    orders per second from the first send to the last message consumed."""
+    topic = f"{prefix}raw"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hotline-bench")
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    finally:
+        admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=60_000)
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    consumer.poll(timeout_ms=500)
+    finished: list[float] = []
+
+    def consume() -> None:
+        for n, _ in enumerate(consumer, start=1):
+            if n >= len(messages):
+                finished.append(time.perf_counter())
+                return
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    prod = _producer(bootstrap)
+    encoded = [_encode(m) for m in messages]
+    started = time.perf_counter()
+    for key, value in encoded:
+        prod.send(topic, key=key, value=value)
+    prod.flush()
+    reader.join(timeout=120)
+    prod.close()
+    consumer.close()
+    if not finished:
+        raise RuntimeError("Kafka 原始吞吐测试超时：消费者未收齐消息")
+    return len(messages) / (finished[0] - started)
+
+
+# ---- the worker -----------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    port: int
+    prefix: str
+    db_url: str
+    log_path: Path
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.db_url)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def done_count(self, run: str) -> int:
+        """Orders of ``run`` that have left 收集 (dispatched or in the manual queue)."""
+        sql = text("SELECT count(*) FROM work_order WHERE id LIKE :run AND state <> :received")
+        with self.engine.connect() as conn:
+            return int(conn.execute(sql, {"run": f"{run}-%", "received": RECEIVED_STATE}).scalar_one())
+
+    def stored_count(self, run: str) -> int:
+        with self.engine.connect() as conn:
+            sql = text("SELECT count(*) FROM work_order WHERE id LIKE :run")
+            return int(conn.execute(sql, {"run": f"{run}-%"}).scalar_one())
+
+    def dead_letters(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM dead_letter")).scalar_one())
+
+    def lag(self) -> int | None:
+        """Total of the worker's `hotline_consumer_lag` gauge over its input topics."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                body = r.read().decode()
+        except OSError:
+            return None
+        total, seen = 0.0, False
+        for line in body.splitlines():
+            mine = line.startswith("hotline_consumer_lag{") and self.prefix in line
+            if mine and (RECEIVED in line or "by-enterprise" in line):
+                total += float(line.rsplit(" ", 1)[1])
+                seen = True
+        return int(total) if seen else None
+
+
+@contextmanager
+def worker(bootstrap: str, db_url: str, prefix: str, log_dir: Path) -> Iterator[Worker]:
+    """A `hotline worker` subprocess on its own topics; stopped (SIGTERM) at the end."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HOTLINE_KAFKA_BOOTSTRAP": bootstrap,
+        "HOTLINE_TOPIC_PREFIX": prefix,
+        "HOTLINE_DATABASE_URL": db_url,
+        "HOTLINE_PARTITIONS": str(PARTITIONS),
+        "HOTLINE_WORKER_ID": f"bench-{prefix.strip('.')}",
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"worker-{prefix.strip('.')}.log"
+    cmd = [sys.executable, "-m", "hotline.cli", "worker", "--web-port", str(port),
+           "--loglevel", "warning"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    w = Worker(proc=proc, port=port, prefix=prefix, db_url=db_url, log_path=log_path)
+    try:
+        yield w
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        w.engine.dispose()
+
+
+def delete_topics(bootstrap: str, prefix: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hotline-bench")
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+
+
+# ---- sending and waiting --------------------------------------------------------------------
+class DispatchWatcher:
+    """Reads `workorders.dispatched` in the background: order id -> record timestamp (ms)."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.seen: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._consumer = KafkaConsumer(
+            f"{prefix}{DISPATCHED}", bootstrap_servers=bootstrap, enable_auto_commit=False,
+            auto_offset_reset="earliest", group_id=f"bench-watch-{uuid.uuid4().hex[:8]}",
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self._consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    self.seen.setdefault(r.key.decode(), r.timestamp)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close()
+
+
+def send_paced(
+    prod: KafkaProducer, topic: str, messages: Sequence[dict[str, Any]], rate: float | None
+) -> dict[str, int]:
+    """Send (at ``rate`` per second, or as fast as possible); order id -> send time (ms)."""
+    sent: dict[str, int] = {}
+    started = time.perf_counter()
+    wall0 = time.time()
+    for i, m in enumerate(messages):
+        if rate:
+            due = started + i / rate
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+        key, value = _encode(m)
+        sent[str(m["order_id"])] = int((wall0 + time.perf_counter() - started) * 1000)
+        prod.send(topic, key=key, value=value)
+    prod.flush()
+    return sent
+
+
+def wait_done(w: Worker, run: str, n: int, timeout: float, on_tick: Any = None) -> float | None:
+    """Wait until ``n`` orders of ``run`` are done; the perf_counter time when they were."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if on_tick is not None:
+            on_tick()
+        if w.done_count(run) >= n:
+            return time.perf_counter()
+        if w.proc.poll() is not None:
+            raise RuntimeError(f"worker 已退出（返回码 {w.proc.returncode}），日志：{w.log_path}")
+        time.sleep(0.25)
+    return None
+
+
+def latencies(sent: dict[str, int], seen: dict[str, int]) -> list[float]:
+    return [float(seen[k] - t) for k, t in sent.items() if k in seen]
+
+
+# ---- the phases -----------------------------------------------------------------------------
+def warm_up(w: Worker, prod: KafkaProducer, topic: str, messages: Sequence[dict[str, Any]],
+            run: str, timeout: float = 180) -> None:
+    """Send a few orders and wait until the worker has processed them (assignment done)."""
+    send_paced(prod, topic, messages, None)
+    if wait_done(w, run, len(messages), timeout) is None:
+        raise RuntimeError(f"worker 预热超时（{timeout:.0f} 秒），日志：{w.log_path}")
+
+
+def pipeline_rate(w: Worker, prod: KafkaProducer, topic: str,
+                  messages: Sequence[dict[str, Any]], run: str) -> tuple[float, dict[str, int]]:
+    started = time.perf_counter()
+    sent = send_paced(prod, topic, messages, None)
+    done = wait_done(w, run, len(messages), timeout=max(120.0, len(messages) / 5))
+    if done is None:
+        raise RuntimeError(f"Kafka 流水线测试超时：{w.done_count(run)}/{len(messages)} 条完成")
+    return len(messages) / (done - started), sent
+
+
+@dataclass
+class BurstResult:
+    rate: float
+    seconds: float
+    orders: int
+    achieved_rate: float
+    peak_lag: int | None
+    catch_up_s: float | None
+    rss_before_mb: float
+    rss_peak_mb: float
+    rss_after_mb: float
+    lost: int
+    lag_after: int | None
+    p99_ms: float
+
+
+def burst(w: Worker, prod: KafkaProducer, topic: str, watcher: DispatchWatcher,
+          messages: Sequence[dict[str, Any]], run: str, rate: float, seconds: float,
+          catch_up_timeout: float) -> BurstResult:
+    """Send ``rate`` orders/s for ``seconds``; sample lag and RSS until the worker catches up."""
+    samples: dict[str, list[float]] = {"lag": [], "rss": []}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            lag = w.lag()
+            if lag is not None:
+                samples["lag"].append(lag)
+            samples["rss"].append(rss_mb(w.pid))
+            stop.wait(1.0)
+
+    rss_before = rss_mb(w.pid)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    sent = send_paced(prod, topic, messages, rate)
+    sent_end = time.perf_counter()
+    done = wait_done(w, run, len(messages), catch_up_timeout)
+    time.sleep(3)  # one more lag refresh after the last commit
+    stop.set()
+    sampler.join(timeout=10)
+    stored = w.stored_count(run)
+    return BurstResult(
+        rate=rate,
+        seconds=seconds,
+        orders=len(messages),
+        achieved_rate=len(messages) / (sent_end - started),
+        peak_lag=int(max(samples["lag"])) if samples["lag"] else None,
+        catch_up_s=(done - sent_end) if done is not None else None,
+        rss_before_mb=rss_before,
+        rss_peak_mb=max((r for r in samples["rss"] if not math.isnan(r)), default=rss_before),
+        rss_after_mb=rss_mb(w.pid),
+        lost=len(messages) - stored,
+        lag_after=w.lag(),
+        p99_ms=percentile(latencies(sent, watcher.seen), 99),
+    )

@@ -1,0 +1,112 @@
+"""The Kafka side of `make bench`: services, the raw ceiling, the worker pipeline and the burst."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from models.migrate import migrate
+from ops.bench import kafka_bench as kb
+from ops.bench.services import services
+from ops.bench.stats import percentile, rss_mb
+from ops.bench.workload import messages
+from ops.pg_schema import scratch_schema
+from streams.app import RECEIVED
+
+WARM_UP_ORDERS = 40
+LATENCY_SECONDS = 20.0
+
+
+def run_kafka(
+    templates: list[dict[str, Any]], n: int, run_id: str, log_dir: Path, *,
+    burst: bool, burst_seconds: float, burst_factor: float,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    prefix = f"bench-{run_id}."
+    with services() as svc:
+        out["services_started"] = list(svc.started)
+        print(f"Kafka {svc.kafka_bootstrap}，PostgreSQL 就绪；主题前缀 {prefix}", flush=True)
+        try:
+            out["kafka_raw_rate"] = kb.raw_rate(
+                svc.kafka_bootstrap, messages(templates, n, f"R{run_id}"), prefix
+            )
+            with scratch_schema(svc.pg_url, "bench") as db_url:
+                migrate(db_url)  # the worker would do it too; the bench polls the tables first
+                out.update(_pipeline(svc.kafka_bootstrap, db_url, prefix, templates, n, run_id,
+                                     log_dir, burst, burst_seconds, burst_factor))
+        finally:
+            kb.delete_topics(svc.kafka_bootstrap, prefix)
+    return out
+
+
+def _pipeline(
+    bootstrap: str, db_url: str, prefix: str, templates: list[dict[str, Any]], n: int,
+    run_id: str, log_dir: Path, burst: bool, burst_seconds: float, burst_factor: float,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    topic = f"{prefix}{RECEIVED}"
+    with kb.worker(bootstrap, db_url, prefix, log_dir) as w:
+        prod = kb._producer(bootstrap)
+        watcher = kb.DispatchWatcher(bootstrap, prefix)
+        try:
+            kb.warm_up(w, prod, topic, messages(templates, WARM_UP_ORDERS, f"W{run_id}"),
+                       f"W{run_id}")
+            rate, _ = kb.pipeline_rate(w, prod, topic, messages(templates, n, f"K{run_id}"),
+                                       f"K{run_id}")
+            out["kafka_pipeline_rate"] = rate
+            print(f"Kafka 流水线：{rate:.1f} 单/秒；测延迟（半速 {rate / 2:.1f} 单/秒）…", flush=True)
+            paced = messages(templates, max(int(rate / 2 * LATENCY_SECONDS), 50), f"L{run_id}")
+            sent = kb.send_paced(prod, topic, paced, rate / 2)
+            kb.wait_done(w, f"L{run_id}", len(paced), timeout=120)
+            lat = kb.latencies(sent, _settled(watcher, sent))
+            out.update(kafka_paced_rate=rate / 2, kafka_p50_ms=percentile(lat, 50),
+                       kafka_p99_ms=percentile(lat, 99), kafka_latency_orders=len(lat),
+                       worker_rss_mb=rss_mb(w.pid))
+            if burst:
+                out.update(_burst(w, prod, topic, watcher, templates, run_id, rate,
+                                  burst_seconds, burst_factor))
+            out["dead_letters"] = w.dead_letters()
+        finally:
+            watcher.close()
+            prod.close()
+    return out
+
+
+def _settled(
+    watcher: kb.DispatchWatcher, sent: dict[str, int], wait_s: float = 5.0
+) -> dict[str, int]:
+    """The watcher's view once the dispatched messages for ``sent`` have had time to arrive."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not all(k in watcher.seen for k in sent):
+        time.sleep(0.2)
+    return dict(watcher.seen)
+
+
+def _burst(
+    w: kb.Worker, prod: Any, topic: str, watcher: kb.DispatchWatcher,
+    templates: list[dict[str, Any]], run_id: str, sustained: float, seconds: float,
+    factor: float,
+) -> dict[str, Any]:
+    rate = sustained * factor
+    total = max(int(rate * seconds), 1)
+    print(f"突发负载：{factor:g} 倍持续速率（{rate:.0f} 单/秒）× {seconds:g} 秒 = {total} 单…",
+          flush=True)
+    timeout = max(180.0, total / max(sustained, 1.0) * 3)
+    r = kb.burst(w, prod, topic, watcher, messages(templates, total, f"B{run_id}"),
+                 f"B{run_id}", rate, seconds, timeout)
+    return {
+        "burst_rate": r.rate,
+        "burst_achieved_rate": r.achieved_rate,
+        "burst_seconds": r.seconds,
+        "burst_orders": r.orders,
+        "burst_peak_lag": r.peak_lag,
+        "burst_catch_up_s": r.catch_up_s,
+        "burst_lag_after": r.lag_after,
+        "burst_rss_before_mb": r.rss_before_mb,
+        "burst_rss_peak_mb": r.rss_peak_mb,
+        "burst_rss_after_mb": r.rss_after_mb,
+        "burst_lost": r.lost,
+        "burst_p99_ms": r.p99_ms if not math.isnan(r.p99_ms) else None,
+    }

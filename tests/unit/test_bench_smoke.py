@@ -1,0 +1,47 @@
+"""`python -m ops.bench` smoke test: the in-process phases (model, jieba, classifier, embedded
+pipeline) on a tiny input print a Chinese report and a JSON last line with every key. No timing
+assertions: the figures depend on the machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ops.bench.__main__ import main
+from ops.bench.report import KEYS, jsonable, ratios
+
+LOCAL_KEYS = ("embedded_pipeline_rate", "classifier_rate", "embedded_p99_ms", "jieba_rate",
+              "model_load_s")
+
+
+def test_quick_local_bench_prints_the_json_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--quick", "--no-kafka", "--orders", "24", "--work-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert set(KEYS) <= set(result)
+    for key in LOCAL_KEYS:
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert result["kafka_pipeline_rate"] is None  # phase skipped, key still present
+    assert result["embedded_paced_orders"] == 20
+    assert "内嵌流水线" in "\n".join(lines[:-1])
+    assert isinstance(result["embedded_goal_met"], bool)
+
+
+def test_ratios_use_the_lower_ceiling() -> None:
+    r = ratios({"classifier_rate": 400.0, "kafka_raw_rate": 1000.0, "kafka_pipeline_rate": 220.0,
+                "embedded_pipeline_rate": 200.0, "kafka_p99_ms": 120.0})
+    assert r["kafka_ceiling_rate"] == 400.0
+    assert r["kafka_goal_met"] is True  # 55% of the classifier, the lower ceiling
+    assert r["embedded_goal_met"] is False  # 50% < 60%
+    assert r["kafka_p99_goal_met"] is True
+
+
+def test_json_line_has_every_key_and_no_nan() -> None:
+    out = jsonable({"kafka_p99_ms": float("nan"), "burst_lost": 0})
+    assert set(KEYS) <= set(out)
+    assert out["kafka_p99_ms"] is None and out["burst_lost"] == 0
+    json.dumps(out, allow_nan=False)
