@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
@@ -118,7 +119,20 @@ def _engine_for(url: str) -> Engine:
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    if database and database != ":memory:":
+        sa_event.listen(engine, "connect", _sqlite_wal)
+    return engine
+
+
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    """A file database in WAL mode with synchronous=NORMAL: a commit no longer waits for an
+    fsync (a power cut may lose the last commits, never corrupt the file); readers never block
+    the writer. Without this every commit costs ~25 ms and caps the embedded pipeline."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _event_row(event: LifecycleEvent, rejected: TransitionRejected | None = None) -> EventRow:
