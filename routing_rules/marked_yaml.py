@@ -48,7 +48,7 @@ class MarkedDoc:
             mark = self.marks.get(tuple(path[:cut]))
             if mark is not None:
                 return mark
-        return (None, None)
+        return (1, 1)  # an empty document: the problem is at its start
 
     def error(self, path: PathT, reason: str) -> RuleFileError:
         line, column = self.position(path)
@@ -58,10 +58,18 @@ class MarkedDoc:
 def load_marked(file: Path) -> MarkedDoc:
     """Parse `file`; syntax errors and duplicate keys raise `RuleFileError`."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = file.read_bytes()
+    except OSError as exc:
         raise RuleFileError(file, None, None, f"无法读取：{exc}") from exc
-    loader = yaml.SafeLoader(text)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _byte_position(raw, exc.start)
+        raise RuleFileError(file, line, column, "不是 UTF-8 编码（请以 UTF-8 保存）") from exc
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow
+        raise _reader_error(file, text, exc) from exc
     try:
         node = loader.get_single_node()
         marks: dict[PathT, tuple[int, int]] = {}
@@ -70,9 +78,30 @@ def load_marked(file: Path) -> MarkedDoc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise RuleFileError(file, line, column, f"YAML 语法错误：{exc.problem}") from exc
+    except RecursionError as exc:  # e.g. an anchor that contains its own alias: a: &x [*x]
+        line = next((i for i, t in enumerate(text.splitlines(), 1) if "*" in t), 1)
+        raise RuleFileError(file, line, 1, "结构嵌套过深或锚点自引用（&/*）") from exc
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow
+        raise _reader_error(file, text, exc) from exc
     finally:
         loader.dispose()
     return MarkedDoc(file=file, data=data, marks=marks)
+
+
+def _reader_error(file: Path, text: str, exc: yaml.reader.ReaderError) -> RuleFileError:
+    line, column = _char_position(text, exc.position)
+    return RuleFileError(file, line, column, f"含不允许的字符 {chr(exc.character)!r}")
+
+
+def _byte_position(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in bytes) of ``offset``."""
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    return raw.count(b"\n", 0, offset) + 1, offset - line_start + 1
+
+
+def _char_position(text: str, offset: int) -> tuple[int, int]:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
