@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -30,13 +31,21 @@ from typing import Any, TypeVar, cast
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT, StreamT, TableT, TopicT
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hotline.bootstrap import App, bootstrap
 from hotline.settings import Settings
 from models.lifecycle import InvalidEventData, LifecycleEvent
 from models.records import OrderIn
 from models.tables import now_local
-from streams.faults import Retrier, current_feed, handler_failed, is_transient
+from streams.faults import (
+    BACKOFF_MAX_S,
+    BACKOFF_START_S,
+    Retrier,
+    current_feed,
+    handler_failed,
+    is_transient,
+)
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 
@@ -255,12 +264,30 @@ def lifecycle_handler(pipeline: Pipeline) -> Handle:
     return handle
 
 
+def bootstrap_worker(settings: Settings, *, attempts: int = 5) -> App:
+    """`bootstrap` for a worker process. Several workers starting at once race on the unit
+    table's upsert (one insert wins, the others see a unique violation), and the database may
+    not be up yet: both go away when tried again."""
+    delay = BACKOFF_START_S
+    for attempt in range(1, attempts + 1):
+        try:
+            return bootstrap(settings)
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("bootstrap attempt %d failed, retrying in %.1f s: %s", attempt, delay,
+                        type(exc).__name__)
+            time.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+    raise AssertionError("unreachable")
+
+
 def create_app(settings: Settings | None = None, *, hotline_app: App | None = None) -> faust.App:
     """Build the faust app and its agents. Nothing connects until the worker starts."""
     settings = settings or Settings()
     if not settings.kafka_bootstrap:
         raise ValueError("未配置 HOTLINE_KAFKA_BOOTSTRAP：Kafka 模式需要 broker 地址")
-    core = hotline_app or bootstrap(settings)
+    core = hotline_app or bootstrap_worker(settings)
     router = core.router
     app_id = f"{settings.topic_prefix}hotline-router"
     datadir = Path(tempfile.gettempdir()) / "hotline-faust" / f"{app_id}-{settings.worker_id}"
