@@ -44,6 +44,24 @@ class OrderIn:
     def full_text(self) -> str:
         return f"{self.title}\n{self.text}" if self.title else self.text
 
+    def to_json(self) -> dict[str, Any]:
+        """The order as JSON (repartition topic, unit feeds, dead letters, content hash)."""
+        return {
+            "order_id": self.order_id,
+            "channel": self.channel,
+            "received_at": self.received_at.isoformat(),
+            "title": self.title,
+            "text": self.text,
+            "caller": self.caller,
+            "enterprise_name": self.enterprise_name,
+            "credit_code": self.credit_code,
+            "address": self.address,
+            "area": self.area,
+            "appeal_type": self.appeal_type,
+            "is_enterprise": self.is_enterprise,
+            "legacy": self.legacy,
+        }
+
 
 @dataclass(frozen=True)
 class Candidate:

@@ -77,20 +77,9 @@ class ApplyResult:
 
 def content_hash(order: OrderIn) -> str:
     """A stable hash of what the caller said (not of transport metadata in ``extra``)."""
-    body = {
-        "channel": order.channel,
-        "received_at": local_naive(order.received_at).isoformat(),
-        "title": order.title,
-        "text": order.text,
-        "caller": order.caller,
-        "enterprise_name": order.enterprise_name,
-        "credit_code": order.credit_code,
-        "address": order.address,
-        "area": order.area,
-        "appeal_type": order.appeal_type,
-        "is_enterprise": order.is_enterprise,
-        "legacy": order.legacy,
-    }
+    body = order.to_json()
+    del body["order_id"]
+    body["received_at"] = local_naive(order.received_at).isoformat()
     raw = json.dumps(body, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 

@@ -88,23 +88,8 @@ def order_from_row(row: Any) -> OrderIn:
     )
 
 
-def order_to_json(order: OrderIn) -> dict[str, Any]:
-    """The normalized order as JSON (for the repartition topic and dead letters)."""
-    return {
-        "order_id": order.order_id,
-        "channel": order.channel,
-        "received_at": order.received_at.isoformat(),
-        "title": order.title,
-        "text": order.text,
-        "caller": order.caller,
-        "enterprise_name": order.enterprise_name,
-        "credit_code": order.credit_code,
-        "address": order.address,
-        "area": order.area,
-        "appeal_type": order.appeal_type,
-        "is_enterprise": order.is_enterprise,
-        "legacy": order.legacy,
-    }
+#: the normalized order as JSON (for the repartition topic, feeds and dead letters)
+order_to_json = OrderIn.to_json
 
 
 def _storable(text: str) -> str:
