@@ -161,7 +161,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.kafka_io import ensure_topics
 
     ensure_topics(settings, _unit_codes(settings))
-    app = create_app(settings)
+    app = create_app(settings, web_bind=args.web_bind)
     worker = faust.Worker(app, loglevel=args.loglevel)
     worker.execute_from_commandline()
     return 0
@@ -203,4 +203,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("worker", help="启动 faust 流处理 worker（需要 Kafka）")
     p.add_argument("--loglevel", default="info")
     p.add_argument("--web-port", type=int, help="健康检查与指标端口（默认 6066）")
+    p.add_argument("--web-bind", default="127.0.0.1",
+                   help="健康检查与指标监听地址（默认仅本机；容器内供 Prometheus 抓取用 0.0.0.0）")
     p.set_defaults(func=cmd_worker)

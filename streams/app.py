@@ -282,8 +282,12 @@ def bootstrap_worker(settings: Settings, *, attempts: int = 5) -> App:
     raise AssertionError("unreachable")
 
 
-def create_app(settings: Settings | None = None, *, hotline_app: App | None = None) -> faust.App:
-    """Build the faust app and its agents. Nothing connects until the worker starts."""
+def create_app(
+    settings: Settings | None = None, *, hotline_app: App | None = None,
+    web_bind: str = "127.0.0.1",
+) -> faust.App:
+    """Build the faust app and its agents. Nothing connects until the worker starts. The health
+    view and /metrics listen on `web_bind` (loopback unless a container must be scraped)."""
     settings = settings or Settings()
     if not settings.kafka_bootstrap:
         raise ValueError("未配置 HOTLINE_KAFKA_BOOTSTRAP：Kafka 模式需要 broker 地址")
@@ -307,7 +311,7 @@ def create_app(settings: Settings | None = None, *, hotline_app: App | None = No
         broker_commit_interval=1.0,
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=HEARTBEAT_S,
-        web_bind="127.0.0.1",
+        web_bind=web_bind,
         web_host="127.0.0.1",
         web_port=settings.metrics_port or 6066,
         web_enabled=True,

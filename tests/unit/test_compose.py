@@ -118,7 +118,9 @@ def test_app_services_share_the_image_and_reach_kafka_and_postgres(
     compose: dict[str, Any],
 ) -> None:
     worker, api = compose["services"]["worker"], compose["services"]["api"]
-    assert command_of(worker) == ["hotline", "worker"]
+    assert command_of(worker)[:2] == ["hotline", "worker"]
+    bind = command_of(worker)[command_of(worker).index("--web-bind") + 1]
+    assert bind == "0.0.0.0"  # /metrics and /health reachable from Prometheus
     assert command_of(api)[:2] == ["hotline", "serve"] and "8080" in command_of(api)
     host = command_of(api)[command_of(api).index("--host") + 1]
     assert host == "0.0.0.0"  # reachable from Prometheus and the host, not just the container
