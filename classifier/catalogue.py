@@ -121,33 +121,43 @@ class CatalogueMatcher(TransformerMixin, BaseEstimator):
             name_variants(u, p, per_function[p.function] == 1)
             for u, p in zip(units, parts, strict=True)
         ]
-        self.pattern_ = _alternation([v for vs in self.variants_ for v in vs])
         self.index_: dict[str, list[int]] = {}
         for j, vs in enumerate(self.variants_):
             for v in vs:
                 self.index_.setdefault(v, []).append(j)
+        # variants by their first two characters, for the vectorised prefilter
+        self.by_prefix_: dict[int, list[str]] = {}
+        for v in sorted(self.index_, key=lambda w: (-len(w), w)):
+            self.by_prefix_.setdefault(_bigram_key(v), []).append(v)
+        self.prefixes_ = np.array(sorted(self.by_prefix_), dtype=np.int64)
         return self
 
     def transform(self, X: np.ndarray) -> sp.csr_matrix:
-        rows: list[int] = []
-        cols: list[int] = []
-        for i, row in enumerate(X):
-            blob = f"{row[TEXT]}\n{row[AREA]}\n{row[ADDRESS]}"
-            hit: set[int] = set()
-            for m in self.pattern_.finditer(blob) if self.pattern_ else ():
-                hit.update(self.index_[m.group(1)])
-            rows.extend([i] * len(hit))
-            cols.extend(hit)
+        """Mentions found by a numpy prefilter (positions whose two characters begin some
+        variant) and a string comparison at those positions only."""
+        blobs = [f"{row[TEXT]}\n{row[AREA]}\n{row[ADDRESS]}" for row in X]
+        joined = "\x00".join(blobs) + "\x00"
+        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        keys = (cps[:-1] << 21) | cps[1:]
+        pos = np.searchsorted(self.prefixes_, keys)
+        pos = np.minimum(pos, max(self.prefixes_.size - 1, 0))
+        starts = np.nonzero(self.prefixes_[pos] == keys)[0] if self.prefixes_.size else pos[:0]
+        lengths = np.fromiter((len(b) + 1 for b in blobs), dtype=np.int64, count=len(blobs))
+        doc_of = np.searchsorted(np.cumsum(lengths), starts, side="right")
+        pairs: set[tuple[int, int]] = set()
+        for at, doc in zip(starts.tolist(), doc_of.tolist(), strict=True):
+            for v in self.by_prefix_[int(keys[at])]:
+                if joined.startswith(v, at):
+                    pairs.update((doc, j) for j in self.index_[v])
+        rows = [r for r, _ in pairs]
+        cols = [c for _, c in pairs]
         data = np.ones(len(rows), dtype=np.float32)
-        return sp.csr_matrix((data, (rows, cols)), shape=(len(X), len(self.classes_)))
+        return sp.csr_matrix((data, (rows, cols)), shape=(len(blobs), len(self.classes_)))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray([f"unit_mention:{u}" for u in self.classes_], dtype=object)
 
 
-def _alternation(words: list[str]) -> re.Pattern[str] | None:
-    """One regex matching any of ``words``, longest first, overlapping mentions allowed."""
-    uniq = sorted(set(words), key=lambda w: (-len(w), w))
-    if not uniq:
-        return None
-    return re.compile("(?=(" + "|".join(re.escape(w) for w in uniq) + "))")
+def _bigram_key(word: str) -> int:
+    """The integer of a word's first two characters (as in `CatalogueMatcher.transform`)."""
+    return (ord(word[0]) << 21) | ord(word[1])

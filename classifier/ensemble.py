@@ -62,7 +62,8 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
         self.n_features_ = X.shape[1]
         main = self._main(X)
         y_idx = np.searchsorted(self.classes_, y)
-        self.direct_ = self._svc().fit(main, y)
+        # the direct view is only fitted when it is blended in
+        self.direct_ = self._svc().fit(main, y) if self.w_direct > 0 else None
         self._fit_composition(main, y_idx)
         self.knn_X_ = normalize(self._knn_view(X)).astype(np.float32)
         self.knn_y_ = y_idx
@@ -114,8 +115,14 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
         X = sp.csr_matrix(X)
         main = self._main(X)
         mentions = self._mentions(X)
+        n = X.shape[0]
+        direct = (
+            np.zeros((n, len(self.classes_)))
+            if self.direct_ is None
+            else _aligned(self.direct_, main, self.classes_)
+        )
         return {
-            "direct": _aligned(self.direct_, main, self.classes_),
+            "direct": direct,
             "composed": self._composed(main, mentions),
             "knn": self._knn(self._knn_view(X)),
             "mentions": mentions,
@@ -160,10 +167,10 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
         return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
 
     def linear_weights(self, n_features: int) -> np.ndarray:
-        """The direct head's weights, placed back at the full feature columns."""
-        from classifier.heads import linear_weights
-
-        main_w = linear_weights(self.direct_, self.n_features_ - self._n_catalogue())
+        """Per-unit weights placed back at the full feature columns: the direct head's when
+        fitted, else the function head's plus the territory head's (the composed view's
+        linear part), which is what explanations (解释词) are read from."""
+        main_w = self._main_weights(self.n_features_ - self._n_catalogue())
         out = np.zeros((len(self.classes_), n_features), dtype=np.float32)
         if self.catalogue_cols is None:
             out[:, : main_w.shape[1]] = main_w
@@ -171,6 +178,24 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
         start, stop = self.catalogue_cols
         keep = np.r_[0:start, stop:n_features]
         out[:, keep] = main_w
+        return out
+
+    def _main_weights(self, n_main: int) -> np.ndarray:
+        from classifier.heads import linear_weights
+
+        if self.direct_ is not None:
+            return linear_weights(self.direct_, n_main)
+        out = np.zeros((len(self.classes_), n_main), dtype=np.float32)
+        if self.func_head_ is not None:
+            fw = linear_weights(self.func_head_, n_main)
+            out += fw[np.searchsorted(self.func_head_.classes_, self.func_names_)][
+                self.func_of_unit_
+            ]
+        if self.terr_head_ is not None:
+            tw = linear_weights(self.terr_head_, n_main)
+            out += tw[np.searchsorted(self.terr_head_.classes_, self.terr_names_)][
+                self.terr_of_unit_
+            ]
         return out
 
     def _n_catalogue(self) -> int:

@@ -110,12 +110,17 @@ def catalogue_features() -> ColumnTransformer:
     return ColumnTransformer(blocks, sparse_threshold=1.0)
 
 
-def text_catalogue_features() -> ColumnTransformer:
-    """`text_only_features` plus the per-unit name-mention block."""
+def text_catalogue_features(*, char_ngrams: tuple[int, int] = (1, 4)) -> ColumnTransformer:
+    """The product's features: jieba words, character n-grams (numpy-vectorised,
+    `classifier.chargrams`) and the per-unit name-mention block."""
     from classifier.catalogue import CatalogueMatcher
+    from classifier.chargrams import CharNgrams
 
-    base = text_only_features(char_ngrams=(1, 4))
-    blocks = [*base.transformers, (CATALOGUE_BLOCK, CatalogueMatcher(), [TEXT, AREA, ADDRESS])]
+    blocks = [
+        (WORD_BLOCK, _word_vectorizer((1, 1)), TEXT),
+        ("char", CharNgrams(char_ngrams, min_df=2, max_features=300_000), TEXT),
+        (CATALOGUE_BLOCK, CatalogueMatcher(), [TEXT, AREA, ADDRESS]),
+    ]
     return ColumnTransformer(blocks, sparse_threshold=1.0)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 import sklearn
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.model_selection import KFold
@@ -35,7 +35,7 @@ from sklearn.pipeline import Pipeline
 
 from classifier import features as feat
 from classifier.datasets import LabeledText
-from classifier.heads import CalibratedSVC, linear_weights, logistic
+from classifier.heads import CalibratedSVC, linear_weights
 from classifier.thresholds import choose_thresholds, coverage_threshold
 from classifier.tokenize import USERDICT_PATH
 from models.records import Candidate, OrderIn, Prediction
@@ -43,6 +43,9 @@ from models.records import Candidate, OrderIn, Prediction
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 N_TERMS = 5  # explanation words kept per side
+#: Version of the saved model's layout (feature transformers, compiled heads): a model saved
+#: with another layout is refused like one saved with other library versions.
+MODEL_FORMAT = "2"
 
 
 class ModelLoadError(RuntimeError):
@@ -64,12 +67,13 @@ def library_versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "jieba": jieba.__version__,
         "userdict": file_hash(USERDICT_PATH),
+        "model_format": MODEL_FORMAT,
     }
 
 
 def _compat_key(name: str, version: str) -> str:
     """The part of a version that must match: exact for sklearn/jieba/userdict, major.minor else."""
-    if name in ("sklearn", "jieba", "userdict"):
+    if name in ("sklearn", "jieba", "userdict", "model_format"):
         return version
     return ".".join(version.split(".")[:2])
 
@@ -260,7 +264,9 @@ def default_unit_head() -> BaseEstimator:
 
 
 def default_appeal_head() -> BaseEstimator:
-    return logistic(C=10.0, class_weight="balanced")
+    """诉求类型 head: a class-balanced calibrated LinearSVC (on Haikou validation as accurate
+    as multinomial logistic regression, and ten times faster to train)."""
+    return CalibratedSVC(C=1.0, class_weight="balanced")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ pickled. jieba is initialised lazily, quietly and once per process, on a private
 from __future__ import annotations
 
 import logging
+import re
 import threading
-import unicodedata
 from pathlib import Path
 
 import jieba
@@ -39,13 +39,13 @@ def get_tokenizer() -> jieba.Tokenizer:
     return _tokenizer
 
 
+# a letter, digit or CJK character: word characters except the underscore
+_CONTENT = re.compile(r"[^\W_]")
+
+
 def _is_content(token: str) -> bool:
     """True when the token has at least one letter, digit or CJK character."""
-    for ch in token:
-        cat = unicodedata.category(ch)
-        if cat[0] in ("L", "N"):
-            return True
-    return False
+    return _CONTENT.search(token) is not None
 
 
 def tokenize(text: str) -> list[str]:
@@ -57,4 +57,5 @@ def tokenize(text: str) -> list[str]:
     """
     if not text:
         return []
-    return [t.lower() for t in get_tokenizer().lcut(text, HMM=False) if _is_content(t)]
+    search = _CONTENT.search
+    return [t.lower() for t in get_tokenizer().lcut(text, HMM=False) if search(t) is not None]
