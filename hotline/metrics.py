@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -11,6 +12,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         reg = registry if registry is not None else REGISTRY
         self.registry = reg
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.received = Counter(
             "hotline_orders_received", "Work orders received (工单受理)", ["channel"], registry=reg
         )
@@ -67,3 +69,12 @@ class Metrics:
         self.unit_open.clear()
         for (unit, state), n in counts.items():
             self.unit_open.labels(unit, state).set(n)
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: labels() costs tens of µs per call on the hot path
+        (label sets are few: units, rules, kinds, channels)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, insert, or_, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
@@ -124,18 +124,61 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _event_values(
+    event: LifecycleEvent, rejected: TransitionRejected | None = None
+) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "order_id": event.order_id,
+        "kind": event.kind,
+        "at": event.at,
+        "actor": event.actor,
+        "data": dict(event.data),
+        "accepted": rejected is None,
+        "rejection_code": rejected.code if rejected else None,
+        "rejection_reason": rejected.reason if rejected else None,
+        "recorded_at": now_local(),
+    }
+
+
 def _event_row(event: LifecycleEvent, rejected: TransitionRejected | None = None) -> EventRow:
-    return EventRow(
-        event_id=event.event_id,
-        order_id=event.order_id,
-        kind=event.kind,
-        at=event.at,
-        actor=event.actor,
-        data=dict(event.data),
-        accepted=rejected is None,
-        rejection_code=rejected.code if rejected else None,
-        rejection_reason=rejected.reason if rejected else None,
-    )
+    return EventRow(**_event_values(event, rejected))
+
+
+def _decision_values(decision: Decision) -> dict[str, Any]:
+    return {
+        "order_id": decision.order_id, "at": now_local(), "lead_unit": decision.lead_unit,
+        "co_units": list(decision.co_units), "manual": decision.manual,
+        "rules": list(decision.rules), "reasons": list(decision.reasons),
+        "model_version": decision.model_version,
+        "candidates": [{"unit": c.unit, "probability": c.probability} for c in decision.candidates],
+        "terms": [[t, w] for t, w in decision.terms],
+        "against": [[t, w] for t, w in decision.against],
+        "line_unit": decision.line_unit, "territorial_unit": decision.territorial_unit,
+        "line_first": decision.line_first, "trigger": decision.trigger,
+        "appeal_type": decision.appeal_type, "confidence": decision.confidence,
+    }
+
+
+def _decision_row(decision: Decision) -> DispatchDecisionRow:
+    return DispatchDecisionRow(**_decision_values(decision))
+
+
+def _order_values(order: OrderIn, values: dict[str, Any]) -> dict[str, Any]:
+    """A newly received order's columns, with the aggregate's columns in `values`."""
+    return {
+        "id": order.order_id, "channel": order.channel,
+        "received_at": local_naive(order.received_at), "title": order.title, "text": order.text,
+        "caller": order.caller, "enterprise_name": order.enterprise_name,
+        "credit_code": order.credit_code, "address": order.address, "area": order.area,
+        "legacy": order.legacy, "extra": _jsonable(order.extra),
+        "content_hash": content_hash(order), "model_version": None, "confidence": None,
+        "created_at": now_local(), **values,
+    }
+
+
+def _new_row(order: OrderIn, values: dict[str, Any]) -> WorkOrder:
+    return WorkOrder(**_order_values(order, values))
 
 
 def _snapshot(lc: OrderLifecycle) -> dict[str, Any]:
@@ -196,14 +239,7 @@ class Store:
                 return self._same_or_conflict(existing, digest)
             lc = OrderLifecycle(order_id=order.order_id)
             applied = lc.apply(event, calendar=self.calendar, policy=self.policy)
-            row = WorkOrder(
-                id=order.order_id, channel=order.channel,
-                received_at=local_naive(order.received_at), title=order.title, text=order.text,
-                caller=order.caller, enterprise_name=order.enterprise_name,
-                credit_code=order.credit_code, address=order.address, area=order.area,
-                legacy=order.legacy, extra=_jsonable(order.extra), content_hash=digest,
-                **_snapshot(lc),
-            )
+            row = _new_row(order, _snapshot(lc))
             s.add(row)
             s.add_all(_event_row(e) for e in applied)
             try:
@@ -251,19 +287,7 @@ class Store:
 
     def record_decision(self, decision: Decision) -> int:
         """Store a dispatch decision; fill the order's 诉求类型 (if unknown), model, confidence."""
-        row = DispatchDecisionRow(
-            order_id=decision.order_id, lead_unit=decision.lead_unit,
-            co_units=list(decision.co_units), manual=decision.manual, rules=list(decision.rules),
-            reasons=list(decision.reasons), model_version=decision.model_version,
-            candidates=[
-                {"unit": c.unit, "probability": c.probability} for c in decision.candidates
-            ],
-            terms=[[t, w] for t, w in decision.terms],
-            against=[[t, w] for t, w in decision.against],
-            line_unit=decision.line_unit, territorial_unit=decision.territorial_unit,
-            line_first=decision.line_first, trigger=decision.trigger,
-            appeal_type=decision.appeal_type, confidence=decision.confidence,
-        )
+        row = _decision_row(decision)
         with Session(self.engine) as s:
             s.add(row)
             values: dict[str, Any] = {
@@ -281,6 +305,81 @@ class Store:
             s.refresh(row)
             assert row.id is not None
             return row.id
+
+    # ---- batches: one transaction for a whole batch of first dispatches ---------------------
+    def admit(self, orders: Sequence[OrderIn]) -> list[str]:
+        """Where each order stands, in one query: "new", "unrouted" (stored, not yet routed),
+        "routed", or "conflict" (same id, other content, stored or earlier in this batch). A
+        repeat of an id earlier in the same batch with the same content is "routed"."""
+        ids = list({o.order_id for o in orders})
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(WorkOrder.id, WorkOrder.content_hash, WorkOrder.state)
+                .where(col(WorkOrder.id).in_(ids))
+            ).all() if ids else []
+        known = {rid: (digest, state) for rid, digest, state in rows}
+        batch: dict[str, str] = {}  # id -> content hash of its first appearance in this batch
+        out = []
+        for o in orders:
+            digest = content_hash(o)
+            first = known[o.order_id][0] if o.order_id in known else batch.get(o.order_id)
+            if first is not None and first != digest:
+                out.append("conflict")
+            elif o.order_id in batch or (
+                o.order_id in known and known[o.order_id][1] != State.RECEIVED.value
+            ):
+                out.append("routed")
+            else:
+                out.append("unrouted" if o.order_id in known else "new")
+            batch.setdefault(o.order_id, digest)
+        return out
+
+    def dispatch_batch(
+        self, items: Sequence[tuple[OrderIn, bool, Decision, LifecycleEvent]]
+    ) -> list[ApplyResult] | None:
+        """Store (when new), record the decision and apply the first dispatch (or manual-queue)
+        event of many orders in ONE transaction. Items: (order, is_new, decision, event).
+        Returns one result per item, or None when a concurrent writer got there first (nothing
+        is written then; the caller falls back to `add_order` / `record_decision` / `apply`)."""
+        results: list[ApplyResult] = []
+        new_orders: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        with Session(self.engine) as s:
+            for order, is_new, decision, event in items:
+                if is_new:
+                    lc = OrderLifecycle(order_id=order.order_id)
+                    applied = lc.apply(received_event(order), calendar=self.calendar,
+                                       policy=self.policy)
+                else:
+                    row = s.get(WorkOrder, order.order_id, with_for_update=True)
+                    if row is None:
+                        s.rollback()
+                        return None
+                    lc = self._aggregate(s, row)
+                    applied = []
+                lc.appeal_type = lc.appeal_type or decision.appeal_type
+                try:
+                    applied += lc.apply(event, calendar=self.calendar, policy=self.policy)
+                    results.append(ApplyResult(applied=applied))
+                except TransitionRejected as exc:
+                    events.append(_event_values(event, exc))
+                    results.append(ApplyResult(rejected=exc))
+                events.extend(_event_values(e) for e in applied)
+                values = {**_snapshot(lc), "model_version": decision.model_version,
+                          "confidence": decision.confidence}
+                if is_new:
+                    new_orders.append(_order_values(order, values))
+                else:
+                    s.exec(update(WorkOrder).where(col(WorkOrder.id) == order.order_id)
+                           .values(**values))
+            # bulk inserts: one statement per table instead of one ORM object per row
+            for table, rows in ((WorkOrder, new_orders), (EventRow, events),
+                                (DispatchDecisionRow, [_decision_values(d) for _, _, d, _ in items])):
+                if rows:
+                    s.execute(insert(table), rows)
+            if not self._commit(s):
+                return None
+        return results
 
     def decisions(self, order_id: str) -> list[DispatchDecisionRow]:
         with Session(self.engine) as s:
@@ -396,9 +495,10 @@ class Store:
         enterprise_name: str | None,
         since: datetime,
         until: datetime,
+        exclude: Iterable[str] = (),
     ) -> int:
         """Orders of the same enterprise received in [since, until]: matched by 统一社会信用代码,
-        and by name for orders that carry no credit code."""
+        and by name for orders that carry no credit code; ids in `exclude` are not counted."""
         code = (credit_code or "").strip()
         name = (enterprise_name or "").strip()
         if not code and not name:
@@ -417,8 +517,29 @@ class Store:
             col(WorkOrder.received_at) >= local_naive(since),
             col(WorkOrder.received_at) <= local_naive(until),
         )
+        skip = list(exclude)
+        if skip:
+            stmt = stmt.where(col(WorkOrder.id).not_in(skip))
         with Session(self.engine) as s:
             return int(s.exec(stmt).one())
+
+    def enterprise_orders_since(
+        self, *, codes: Iterable[str], names: Iterable[str], since: datetime,
+        exclude: Iterable[str] = (),
+    ) -> list[tuple[str | None, str | None, datetime]]:
+        """(credit code, enterprise name, received time) of stored orders since `since` whose
+        credit code or name is among the given ones: one query for a whole batch's 多次重复."""
+        codes, names, skip = list(set(codes)), list(set(names)), list(exclude)
+        if not codes and not names:
+            return []
+        stmt = select(WorkOrder.credit_code, WorkOrder.enterprise_name, WorkOrder.received_at).where(
+            or_(col(WorkOrder.credit_code).in_(codes), col(WorkOrder.enterprise_name).in_(names)),
+            col(WorkOrder.received_at) >= local_naive(since),
+        )
+        if skip:
+            stmt = stmt.where(col(WorkOrder.id).not_in(skip))
+        with Session(self.engine) as s:
+            return [(c, n, t) for c, n, t in s.exec(stmt).all()]
 
     def queue(self, name: str) -> list[WorkOrder]:
         """A dispatcher queue: new, manual (incl. 已退单 awaiting 改派), dispatched, overdue,

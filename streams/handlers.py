@@ -97,6 +97,18 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
+def _key_of(credit_code: str | None, enterprise_name: str | None) -> str | None:
+    if credit_code:
+        return f"code:{credit_code}"
+    return f"name:{enterprise_name}" if enterprise_name else None
+
+
+def _enterprise_key(order: OrderIn) -> str | None:
+    """Who complains, for 多次重复: the credit code, else the enterprise name (enterprise
+    orders only)."""
+    return _key_of(order.credit_code, order.enterprise_name) if order.is_enterprise else None
+
+
 def _payload_text(raw: Any) -> str:
     """The raw message as text for the dead-letter record; never raises."""
     if isinstance(raw, bytes):
@@ -185,101 +197,124 @@ class Router:
         table on Kafka; without it the store counts them.
         """
         outcomes: list[Outcome | None] = [None] * len(orders)
-        to_route: list[tuple[int, OrderIn]] = []
-        queued: set[str] = set()  # routed in this batch: a resend in the same batch is a duplicate
-        for i, order in enumerate(orders):
-            try:
-                added = self.store.add_order(order)
-            except ConflictingOrder as exc:
+        to_route: list[tuple[int, OrderIn, bool]] = []  # (position, order, is new)
+        for i, (order, status) in enumerate(zip(orders, self.store.admit(orders), strict=True)):
+            if status == "conflict":
                 outcomes[i] = self._dead_letter(
-                    source, "CONFLICT", f"工单编号 {order.order_id} 已存在且内容不同：{exc}",
+                    source, "CONFLICT", f"工单编号 {order.order_id} 已存在且内容不同",
                     order_to_json(order), order.order_id,
                 )
-                continue
-            if added == "new":
-                self.metrics.received.labels(channel_label(order.channel)).inc()
-            elif order.order_id in queued or self._already_routed(order.order_id):
+            elif status == "routed":
                 outcomes[i] = Outcome(status="duplicate", order_id=order.order_id)
+            else:
+                to_route.append((i, order, status == "new"))
+        if not to_route:
+            return [o for o in outcomes if o is not None]
+        started = time.perf_counter()
+        predictions = self.classifier.predict([o for _, o, _ in to_route], k=3)
+        self.metrics.classification.observe(time.perf_counter() - started)
+        counts = dict(repeat_counts) if repeat_counts else self._repeat_counts(
+            [o for _, o, _ in to_route]
+        )
+        decisions = [
+            self.engine.decide(order, prediction,
+                               RoutingContext(repeat_count=max(counts.get(order.order_id, 1), 1)),
+                               model_thresholds=self.model_thresholds)
+            for (_, order, _), prediction in zip(to_route, predictions, strict=True)
+        ]
+        items = [
+            (order, is_new, d, self._route_event(order, d, round_no=1, actor="system",
+                                                 at=order.received_at))
+            for (_, order, is_new), d in zip(to_route, decisions, strict=True)
+        ]
+        results = self.store.dispatch_batch(items)
+        for k, ((i, order, is_new), decision) in enumerate(zip(to_route, decisions, strict=True)):
+            if results is None:  # another writer raced us: the careful one-by-one path
+                outcomes[i] = self._route_one(order, decision, source)
                 continue
-            queued.add(order.order_id)
-            to_route.append((i, order))
-        if to_route:
-            started = time.perf_counter()
-            predictions = self.classifier.predict([o for _, o in to_route], k=3)
-            self.metrics.classification.observe(time.perf_counter() - started)
-            for (i, order), prediction in zip(to_route, predictions, strict=True):
-                count = repeat_counts.get(order.order_id) if repeat_counts else None
-                outcomes[i] = self._route_new(order, prediction, count)
+            if is_new:
+                self.metrics.child(self.metrics.received, channel_label(order.channel)).inc()
+            outcomes[i] = Outcome(
+                status="manual" if decision.manual else "dispatched", order_id=order.order_id,
+                decision=decision, outbox=self._after_dispatch(order, decision, results[k]),
+            )
+        self.metrics.dispatch_latency.observe(time.perf_counter() - started)
         return [o for o in outcomes if o is not None]
+
+    def _route_one(self, order: OrderIn, decision: Decision, source: str) -> Outcome:
+        try:
+            added = self.store.add_order(order)
+        except ConflictingOrder:
+            return self._dead_letter(source, "CONFLICT", f"工单编号 {order.order_id} 已存在且内容不同",
+                                     order_to_json(order), order.order_id)
+        if added == "new":
+            self.metrics.child(self.metrics.received, channel_label(order.channel)).inc()
+        elif self._already_routed(order.order_id):
+            return Outcome(status="duplicate", order_id=order.order_id)
+        outbox = self._dispatch(order, decision, round_no=1, actor="system", at=order.received_at)
+        return Outcome(status="manual" if decision.manual else "dispatched",
+                       order_id=order.order_id, decision=decision, outbox=outbox)
+
+    def _repeat_counts(self, orders: Sequence[OrderIn]) -> dict[str, int]:
+        """Same-enterprise orders within the window, this one included: the stored ones plus
+        the earlier ones of this batch (not stored yet). One query for the whole batch."""
+        keyed = [(o, k) for o in orders if (k := _enterprise_key(o)) is not None]
+        if not keyed:
+            return {}
+        window = timedelta(days=self.config.settings.repeat_window_days)
+        stored = self.store.enterprise_orders_since(
+            codes=[o.credit_code for o, _ in keyed if o.credit_code],
+            names=[o.enterprise_name for o, _ in keyed if o.enterprise_name],
+            since=min(o.received_at for o, _ in keyed) - window,
+            exclude=[o.order_id for o in orders],
+        )
+        seen = [(_key_of(code, name), at) for code, name, at in stored]
+        seen += [(k, o.received_at) for o, k in keyed]
+        counts: dict[str, int] = {}
+        for order, key in keyed:
+            since = order.received_at - window
+            counts[order.order_id] = sum(
+                1 for k, at in seen if k == key and since <= at <= order.received_at
+            )
+        return counts
 
     def _already_routed(self, order_id: str) -> bool:
         lc = self.store.lifecycle(order_id)
         return lc.state != State.RECEIVED
 
-    def _context_for_new(self, order: OrderIn, count: int | None = None) -> RoutingContext:
-        if count is not None:
-            return RoutingContext(repeat_count=max(count, 1))
-        if not order.is_enterprise or not (order.credit_code or order.enterprise_name):
-            return RoutingContext()
-        window = timedelta(days=self.config.settings.repeat_window_days)
-        count = self.store.repeat_count(
-            credit_code=order.credit_code,
-            enterprise_name=order.enterprise_name,
-            since=order.received_at - window,
-            until=order.received_at,
-        )
-        return RoutingContext(repeat_count=max(count, 1))
-
-    def _route_new(self, order: OrderIn, prediction: Prediction, count: int | None) -> Outcome:
-        started = time.perf_counter()
-        decision = self.engine.decide(
-            order, prediction, self._context_for_new(order, count),
-            model_thresholds=self.model_thresholds,
-        )
-        outbox = self._dispatch(
-            order, decision, round_no=1, actor="system", at=order.received_at
-        )
-        self.metrics.dispatch_latency.observe(time.perf_counter() - started)
-        return Outcome(
-            status="manual" if decision.manual else "dispatched",
-            order_id=order.order_id,
-            decision=decision,
-            outbox=outbox,
-        )
+    def _route_event(
+        self, order: OrderIn, decision: Decision, *, round_no: int, actor: str, at: datetime
+    ) -> LifecycleEvent:
+        """The dispatch (派单) or manual-queue event that carries out a decision."""
+        if decision.manual or decision.lead_unit is None:
+            kind = "SentToManualQueue"
+            data: dict[str, Any] = {
+                "reason": "；".join(decision.reasons) or "待人工派单",
+                "suggestions": [c.unit for c in decision.candidates[:3]],
+            }
+        else:
+            kind = "OrderDispatched"
+            data = {
+                "unit": decision.lead_unit,
+                "co_units": list(decision.co_units),
+                "manual": False,
+                "by_dispatcher": False,
+                "decision_rules": list(decision.rules),
+            }
+        return LifecycleEvent(event_id=f"{order.order_id}:route:{round_no}",
+                              order_id=order.order_id, kind=kind, at=at, actor=actor, data=data)
 
     def _dispatch(
         self, order: OrderIn, decision: Decision, *, round_no: int, actor: str, at: datetime
     ) -> list[OutMessage]:
         """Persist the decision and the dispatch (or manual-queue) event; build the outbox."""
         self.store.record_decision(decision)
-        if decision.manual or decision.lead_unit is None:
-            event = LifecycleEvent(
-                event_id=f"{order.order_id}:route:{round_no}",
-                order_id=order.order_id,
-                kind="SentToManualQueue",
-                at=at,
-                actor=actor,
-                data={
-                    "reason": "；".join(decision.reasons) or "待人工派单",
-                    "suggestions": [c.unit for c in decision.candidates[:3]],
-                },
-            )
-        else:
-            event = LifecycleEvent(
-                event_id=f"{order.order_id}:route:{round_no}",
-                order_id=order.order_id,
-                kind="OrderDispatched",
-                at=at,
-                actor=actor,
-                data={
-                    "unit": decision.lead_unit,
-                    "co_units": list(decision.co_units),
-                    "manual": False,
-                    "by_dispatcher": False,
-                    "decision_rules": list(decision.rules),
-                },
-            )
-        result = self.store.apply(event)
+        event = self._route_event(order, decision, round_no=round_no, actor=actor, at=at)
+        return self._after_dispatch(order, decision, self.store.apply(event))
+
+    def _after_dispatch(
+        self, order: OrderIn, decision: Decision, result: ApplyResult
+    ) -> list[OutMessage]:
         self._count_event(result)
         if result.rejected is not None:
             log.warning("dispatch rejected for %s: %s", order.order_id, result.rejected.reason)
@@ -288,7 +323,7 @@ class Router:
             self.metrics.manual.inc()
             return []
         rule = decision.rules[0] if decision.rules else "MODEL"
-        self.metrics.dispatched.labels(decision.lead_unit, rule).inc()
+        self.metrics.child(self.metrics.dispatched, decision.lead_unit, rule).inc()
         return self._feed_messages(order, decision)
 
     def _feed_messages(self, order: OrderIn, decision: Decision) -> list[OutMessage]:
@@ -312,7 +347,7 @@ class Router:
         payload = _payload_text(raw)
         reason = _storable(reason)
         self.store.dead_letter(source=source, reason=f"{code}: {reason}", payload=payload, order_id=order_id)
-        self.metrics.dead_letters.labels(code).inc()
+        self.metrics.child(self.metrics.dead_letters, code).inc()
         log.info("dead-lettered %s: %s", code, mask_pii(reason))
         value = {"code": code, "reason": reason, "source": source, "payload": payload[:100_000]}
         return Outcome(
@@ -368,7 +403,7 @@ class Router:
         returns = [e for e in self.store.history(order_id) if e.accepted and e.kind == "OrderReturned"]
         territorial = {u.name for u in self.config.territorial_units}
         ctx = RoutingContext(
-            repeat_count=self._context_for_new(order).repeat_count,
+            repeat_count=self._repeat_counts([order]).get(order.order_id, 1),
             returned_by=tuple(lc.returned_units),
             beyond_power=any(
                 bool(e.data.get("beyond_power")) and e.actor in territorial for e in returns
@@ -385,17 +420,17 @@ class Router:
 
     def _count_event(self, result: ApplyResult) -> None:
         if result.rejected is not None:
-            self.metrics.events.labels("rejected", result.rejected.code).inc()
+            self.metrics.child(self.metrics.events, "rejected", result.rejected.code).inc()
             return
         for e in result.applied:
-            self.metrics.events.labels(e.kind, "applied").inc()
+            self.metrics.child(self.metrics.events, e.kind, "applied").inc()
             unit = str(e.data.get("unit") or "")
             if e.kind == "OrderReopened":
-                self.metrics.reopens.labels(unit).inc()
+                self.metrics.child(self.metrics.reopens, unit).inc()
             elif e.kind == "OrderSupervised":
-                self.metrics.supervised.labels(unit).inc()
+                self.metrics.child(self.metrics.supervised, unit).inc()
             elif e.kind == "OrderReturned":
-                self.metrics.returns.labels(self._returning_unit(e)).inc()
+                self.metrics.child(self.metrics.returns, self._returning_unit(e)).inc()
 
     def _returning_unit(self, event: LifecycleEvent) -> str:
         """The unit that returned the order (a dispatcher may record a 退单 on its behalf; the

@@ -17,7 +17,7 @@ from typing import Any
 from models.lifecycle import LifecycleEvent, State
 from streams.handlers import EventOutcome, OutMessage, Outcome, Router
 
-BATCH = 64
+BATCH = 200  # as the faust agents take them (streams.app.BATCH)
 
 
 @dataclass
