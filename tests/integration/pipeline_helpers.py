@@ -137,12 +137,12 @@ class Pipeline:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def start_worker(self, worker_id: str) -> Worker:
+    def start_worker(self, worker_id: str, *, loglevel: str = "warning") -> Worker:
         port = free_port()
         log = self.logs / f"{worker_id}.log"
         fh = log.open("ab")
         proc = subprocess.Popen(
-            [HOTLINE, "worker", "--loglevel", "warning"],
+            [HOTLINE, "worker", "--loglevel", loglevel],
             env=self.env(HOTLINE_WORKER_ID=worker_id, HOTLINE_METRICS_PORT=str(port)),
             stdout=fh, stderr=subprocess.STDOUT, cwd=self.logs, start_new_session=True,
         )
