@@ -8,7 +8,8 @@ fitted outside the pipeline; the tokenizers are named importable functions (pick
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
@@ -18,7 +19,9 @@ from classifier.datasets import LabeledText
 from classifier.tokenize import tokenize
 from models.records import OrderIn
 
-TEXT, AREA, ADDRESS = 0, 1, 2
+TEXT, AREA, ADDRESS, INDUSTRY = 0, 1, 2, 3
+#: The hotline operator's 行业分类 levels, assigned at intake (so known when routing): an input.
+INDUSTRY_KEYS: tuple[str, ...] = ("行业分类1级", "行业分类2级", "行业分类3级", "行业分类4级")
 WORD_BLOCK = "word"  # name of the word TF-IDF block, used for explanations (解释词)
 CATALOGUE_BLOCK = "catalogue"  # per-unit name mentions (单位名称提及)
 
@@ -40,24 +43,51 @@ def address_grams(address: str) -> list[str]:
     return grams
 
 
+def industry_string(extra: Mapping[str, Any] | None) -> str:
+    """The 行业分类 levels of an order's extra fields, "|"-joined ("" when it has none)."""
+    if not extra:
+        return ""
+    levels = [str(extra.get(k) or "").strip().replace("|", " ") for k in INDUSTRY_KEYS]
+    return "|".join(levels) if any(levels) else ""
+
+
+def industry_tokens(industry: str) -> list[str]:
+    """Each 行业分类 level, and each level with its parents (1级/2级 …), as one token.
+    "其他" (other) at a level says nothing beyond its parent and is left out."""
+    tokens = [_PRESENT]
+    path = ""
+    for depth, level in enumerate(industry.split("|") if industry else [], start=1):
+        if not level:
+            break
+        path = f"{path}/{level}"
+        if level != "其他":
+            tokens.append(f"{depth}:{level}")
+            tokens.append(path)
+    return tokens
+
+
 def inputs_from_records(records: Sequence[LabeledText]) -> np.ndarray:
-    rows = [(r.text, r.area or "", r.address or "") for r in records]
+    rows = [
+        (r.text, r.area or "", r.address or "", industry_string(r.extra)) for r in records
+    ]
     return _as_array(rows)
 
 
 def inputs_from_orders(orders: Sequence[OrderIn]) -> np.ndarray:
-    rows = [(o.full_text, o.area or "", o.address or "") for o in orders]
+    rows = [
+        (o.full_text, o.area or "", o.address or "", industry_string(o.extra)) for o in orders
+    ]
     return _as_array(rows)
 
 
 def inputs_from_texts(texts: Sequence[str]) -> np.ndarray:
-    return _as_array([(t, "", "") for t in texts])
+    return _as_array([(t, "", "", "") for t in texts])
 
 
-def _as_array(rows: list[tuple[str, str, str]]) -> np.ndarray:
-    arr = np.empty((len(rows), 3), dtype=object)
+def _as_array(rows: list[tuple[str, str, str, str]]) -> np.ndarray:
+    arr = np.empty((len(rows), 4), dtype=object)
     for i, row in enumerate(rows):
-        arr[i, TEXT], arr[i, AREA], arr[i, ADDRESS] = row
+        arr[i, TEXT], arr[i, AREA], arr[i, ADDRESS], arr[i, INDUSTRY] = row
     return arr
 
 
@@ -110,18 +140,32 @@ def catalogue_features() -> ColumnTransformer:
     return ColumnTransformer(blocks, sparse_threshold=1.0)
 
 
-def text_catalogue_features(*, char_ngrams: tuple[int, int] = (1, 4)) -> ColumnTransformer:
+def text_catalogue_features(
+    *,
+    char_ngrams: tuple[int, int] = (1, 4),
+    industry: bool = True,
+    area: bool = False,
+) -> ColumnTransformer:
     """The product's features: jieba words, character n-grams (numpy-vectorised,
-    `classifier.chargrams`) and the per-unit name-mention block."""
+    `classifier.chargrams`), the operator's 行业分类 (``industry``), the intake area facts
+    (``area``) and, last, the per-unit name-mention block."""
     from classifier.catalogue import CatalogueMatcher
     from classifier.chargrams import CharNgrams
 
-    blocks = [
+    blocks: list[tuple[str, Any, Any]] = [
         (WORD_BLOCK, _word_vectorizer((1, 1)), TEXT),
         ("char", CharNgrams(char_ngrams, min_df=2, max_features=300_000), TEXT),
-        (CATALOGUE_BLOCK, CatalogueMatcher(), [TEXT, AREA, ADDRESS]),
     ]
+    if industry:
+        blocks.append(("industry", _token_vectorizer(industry_tokens), INDUSTRY))
+    if area:
+        blocks.append(("area", _token_vectorizer(area_tokens), AREA))
+    blocks.append((CATALOGUE_BLOCK, CatalogueMatcher(), [TEXT, AREA, ADDRESS]))
     return ColumnTransformer(blocks, sparse_threshold=1.0)
+
+
+def _token_vectorizer(analyzer: Callable[[str], list[str]]) -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer=analyzer, lowercase=False, sublinear_tf=True, dtype=np.float32)
 
 
 def catalogue_columns(features: ColumnTransformer) -> tuple[int, int] | None:
