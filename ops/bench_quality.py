@@ -56,8 +56,8 @@ def split(
 ) -> tuple[list[LabeledText], list[LabeledText], list[LabeledText]]:
     """Seeded shuffle, then test / validation / train by the fixed shares."""
     order = np.random.RandomState(seed).permutation(len(records))
-    n_test = int(round(TEST_SHARE * len(records)))
-    n_val = int(round(VALIDATION_SHARE * len(records)))
+    n_test = round(TEST_SHARE * len(records))
+    n_val = round(VALIDATION_SHARE * len(records))
     test = [records[i] for i in order[:n_test]]
     val = [records[i] for i in order[n_test : n_test + n_val]]
     train = [records[i] for i in order[n_test + n_val :]]
