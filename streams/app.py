@@ -42,7 +42,6 @@ from streams.faults import (
     BACKOFF_MAX_S,
     BACKOFF_START_S,
     Retrier,
-    current_feed,
     handler_failed,
     is_transient,
 )
@@ -216,7 +215,7 @@ def route_handler(pipeline: Pipeline, stream: faust.Stream, repeats: TableT) -> 
         out: list[OutMessage] = []
         for o in router.route_orders(orders, repeat_counts=counts, source=BY_ENTERPRISE):
             if o.status == "duplicate" and o.order_id:
-                out.extend(current_feed(router, o.order_id))
+                out.extend(router.current_dispatch(o.order_id))
             else:
                 out.extend(o.outbox)
         return out
@@ -252,7 +251,7 @@ def lifecycle_handler(pipeline: Pipeline) -> Handle:
             return router.reject_event_payload(raw, exc).outbox
         outcome = router.apply_event(event)
         if outcome.result.duplicate and event.kind == "OrderReturned":
-            return current_feed(router, event.order_id)
+            return router.current_dispatch(event.order_id)
         return outcome.outbox
 
     def work(raws: list[bytes]) -> list[OutMessage]:

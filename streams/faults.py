@@ -22,17 +22,12 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hotline.masking import mask_pii
-from models.records import Candidate, Decision
 from streams.handlers import (
-    DISPATCHED,
     DLQ,
-    FEED_PREFIX,
     OutMessage,
     Router,
-    order_from_row,
-    order_to_json,
+    payload_text,
 )
-from streams.handlers import _payload_text as payload_text
 
 log = logging.getLogger(__name__)
 
@@ -106,37 +101,3 @@ def handler_failed(router: Router, source: str, raw: Any, exc: BaseException) ->
     value = {"code": HANDLER_ERROR, "reason": reason, "source": source,
              "payload": payload[:100_000]}
     return [OutMessage(DLQ, None, value)]
-
-
-def decision_from_row(row: Any) -> Decision:
-    """Rebuild a `Decision` from its stored `DispatchDecisionRow`."""
-    return Decision(
-        order_id=row.order_id, lead_unit=row.lead_unit, co_units=tuple(row.co_units),
-        manual=row.manual, rules=tuple(row.rules), reasons=tuple(row.reasons),
-        model_version=row.model_version,
-        candidates=tuple(Candidate(c["unit"], c["probability"]) for c in row.candidates),
-        terms=tuple((t, w) for t, w in row.terms),
-        against=tuple((t, w) for t, w in row.against),
-        line_unit=row.line_unit, territorial_unit=row.territorial_unit,
-        line_first=row.line_first, trigger=row.trigger, appeal_type=row.appeal_type,
-        confidence=row.confidence,
-    )
-
-
-def current_feed(router: Router, order_id: str) -> list[OutMessage]:
-    """The dispatch messages of the order's current dispatch, to send again after a redelivery:
-    the database write may have happened while the delivery did not (a crash in between).
-    Feed consumers see at most a repeat of the same dispatch, never a lost one."""
-    row = router.store.get_order(order_id)
-    decisions = router.store.decisions(order_id)
-    if row is None or not decisions:
-        return []
-    decision = decision_from_row(decisions[-1])
-    if decision.manual or decision.lead_unit is None or row.lead_unit != decision.lead_unit:
-        return []
-    body = {**order_to_json(order_from_row(row)), "decision": decision.to_json()}
-    out = [OutMessage(DISPATCHED, order_id, body)]
-    for unit, role in [(decision.lead_unit, "主办"), *((u, "协办") for u in decision.co_units)]:
-        out.append(OutMessage(FEED_PREFIX + router.config.code_of(unit), order_id,
-                              {**body, "role": role}))
-    return out

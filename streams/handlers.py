@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from hotline.masking import mask_pii
 from hotline.metrics import Metrics
 from models.lifecycle import LifecycleEvent, State
-from models.records import CHANNELS, Decision, OrderIn, Prediction, RoutingContext
+from models.records import CHANNELS, Candidate, Decision, OrderIn, Prediction, RoutingContext
 from models.store import ApplyResult, ConflictingOrder, Store
 from routing_rules.config import RoutingConfig
 from routing_rules.engine import RoutingEngine
@@ -97,6 +97,21 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
+def decision_from_row(row: Any) -> Decision:
+    """Rebuild a `Decision` from its stored `DispatchDecisionRow`."""
+    return Decision(
+        order_id=row.order_id, lead_unit=row.lead_unit, co_units=tuple(row.co_units),
+        manual=row.manual, rules=tuple(row.rules), reasons=tuple(row.reasons),
+        model_version=row.model_version,
+        candidates=tuple(Candidate(c["unit"], c["probability"]) for c in row.candidates),
+        terms=tuple((t, w) for t, w in row.terms),
+        against=tuple((t, w) for t, w in row.against),
+        line_unit=row.line_unit, territorial_unit=row.territorial_unit,
+        line_first=row.line_first, trigger=row.trigger, appeal_type=row.appeal_type,
+        confidence=row.confidence,
+    )
+
+
 def _key_of(credit_code: str | None, enterprise_name: str | None) -> str | None:
     if credit_code:
         return f"code:{credit_code}"
@@ -109,7 +124,7 @@ def _enterprise_key(order: OrderIn) -> str | None:
     return _key_of(order.credit_code, order.enterprise_name) if order.is_enterprise else None
 
 
-def _payload_text(raw: Any) -> str:
+def payload_text(raw: Any) -> str:
     """The raw message as text for the dead-letter record; never raises."""
     if isinstance(raw, bytes):
         return raw.decode("utf-8", errors="replace")
@@ -344,7 +359,7 @@ class Router:
         raw: bytes | str | Mapping[str, Any],
         order_id: str | None,
     ) -> Outcome:
-        payload = _payload_text(raw)
+        payload = payload_text(raw)
         reason = _storable(reason)
         self.store.dead_letter(source=source, reason=f"{code}: {reason}", payload=payload, order_id=order_id)
         self.metrics.child(self.metrics.dead_letters, code).inc()
@@ -367,9 +382,38 @@ class Router:
         if result.rejected is not None or result.duplicate:
             return outcome
         self._learn(event, result)
-        if any(e.kind == "OrderReturned" for e in result.applied):
+        kinds = {e.kind for e in result.applied}
+        if "OrderReturned" in kinds:
             self._redispatch(event.order_id, outcome, at=event.at)
+        elif event.kind == "OrderDispatched" and "OrderDispatched" in kinds:
+            outcome.decision = self._manual_decision(event)
+            self.store.record_decision(outcome.decision)
+            outcome.outbox = self.current_dispatch(event.order_id)
+        elif "OrderReopened" in kinds:  # 重办: the same unit gets the order again
+            outcome.outbox = self.current_dispatch(event.order_id)
         return outcome
+
+    def _manual_decision(self, event: LifecycleEvent) -> Decision:
+        """A dispatcher's 人工派单, recorded as a decision like the automatic ones."""
+        return Decision(
+            order_id=event.order_id, lead_unit=str(event.data["unit"]),
+            co_units=tuple(event.data.get("co_units") or ()), manual=False,
+            rules=("MANUAL-DISPATCH",), reasons=(f"人工派单（{event.actor}）",),
+            model_version=self.classifier.version, candidates=(),
+        )
+
+    def current_dispatch(self, order_id: str) -> list[OutMessage]:
+        """The dispatch messages of the order's current dispatch: sent on 人工派单 and 重办, and
+        again after a redelivery (the database write may have happened while the delivery did
+        not). Feed consumers see at most a repeat of the same dispatch, never a lost one."""
+        row = self.store.get_order(order_id)
+        decisions = self.store.decisions(order_id)
+        if row is None or not decisions or row.lead_unit is None:
+            return []
+        decision = decision_from_row(decisions[-1])
+        if decision.manual or decision.lead_unit != row.lead_unit:
+            return []
+        return self._feed_messages(order_from_row(row), decision)
 
     def _learn(self, event: LifecycleEvent, result: ApplyResult) -> None:
         """A dispatcher's manual dispatch, and a 退单 naming the right unit, become labels."""

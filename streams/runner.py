@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from models.lifecycle import LifecycleEvent, State
-from streams.handlers import EventOutcome, OutMessage, Outcome, Router
+from streams.handlers import EventOutcome, Outcome, OutMessage, Router
 
 BATCH = 200  # as the faust agents take them (streams.app.BATCH)
 
@@ -64,7 +64,7 @@ class EmbeddedRunner:
         for e in events:
             out = self.router.apply_event(e)
             self.report.deliver(out.outbox)
-            if out.decision is not None:
+            if out.decision is not None and e.kind == "OrderReturned":
                 self.report.redispatches.append(
                     Outcome(
                         status="manual" if out.decision.manual else "redispatched",
