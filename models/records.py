@@ -45,7 +45,8 @@ class OrderIn:
         return f"{self.title}\n{self.text}" if self.title else self.text
 
     def to_json(self) -> dict[str, Any]:
-        """The order as JSON (repartition topic, unit feeds, dead letters, content hash)."""
+        """The order as JSON (repartition topic, unit feeds, dead letters, content hash);
+        `extra` must hold JSON values (the intake only puts strings and booleans there)."""
         return {
             "order_id": self.order_id,
             "channel": self.channel,
@@ -60,6 +61,7 @@ class OrderIn:
             "appeal_type": self.appeal_type,
             "is_enterprise": self.is_enterprise,
             "legacy": self.legacy,
+            "extra": dict(self.extra),
         }
 
 

@@ -78,7 +78,7 @@ class ApplyResult:
 def content_hash(order: OrderIn) -> str:
     """A stable hash of what the caller said (not of transport metadata in ``extra``)."""
     body = order.to_json()
-    del body["order_id"]
+    del body["order_id"], body["extra"]  # transport metadata, not what the caller said
     body["received_at"] = local_naive(order.received_at).isoformat()
     raw = json.dumps(body, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()

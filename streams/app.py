@@ -88,6 +88,7 @@ def order_from_json(value: dict[str, Any]) -> OrderIn:
         appeal_type=value.get("appeal_type"),
         is_enterprise=bool(value.get("is_enterprise")),
         legacy=bool(value.get("legacy")),
+        extra=dict(value.get("extra") or {}),
     )
 
 

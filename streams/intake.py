@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from classifier.features import INDUSTRY_KEYS
 from models.records import APPEAL_TYPES, OrderIn
 
 ENTERPRISE_CHANNELS = frozenset({"民营经济发展综合服务平台", "沪企管家", "政务服务好差评"})
@@ -106,6 +107,15 @@ def _text_field(msg: Mapping[str, Any], name: str, order_id: str | None, limit: 
     return value or None
 
 
+def _optional_text(msg: Mapping[str, Any], key: str, order_id: str | None) -> str | None:
+    value = msg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise IntakeError("WRONG_TYPE", f"字段 {key} 应为字符串", order_id)
+    return value.strip()[:MAX_FIELD_CHARS] or None
+
+
 def _bool_field(msg: Mapping[str, Any], name: str, order_id: str | None) -> bool | None:
     value = _pick(msg, name)
     if value is None:
@@ -197,6 +207,10 @@ def normalize(
     urgent = _bool_field(msg, "urgent", order_id)
     if urgent:
         extra["urgent"] = True
+    for key in INDUSTRY_KEYS:  # the operator's 行业分类, known at intake: a classifier input
+        level = _optional_text(msg, key, order_id)
+        if level:
+            extra[key] = level
     return OrderIn(
         order_id=order_id,
         channel=channel,

@@ -104,3 +104,11 @@ def test_masking_hides_phones_and_ids() -> None:
     assert "310228198805061234" not in masked and masked.count("*") >= 8
     assert "57351234" not in masked
     assert mask_pii("工单编号20180219633698") == "工单编号20180219633698"
+
+
+def test_operator_industry_levels_are_kept_for_the_classifier() -> None:
+    o = normalize(good(行业分类1级="劳动和社会保障", 行业分类2级="工资福利"),
+                  max_text_chars=5000)
+    assert o.extra["行业分类1级"] == "劳动和社会保障" and o.extra["行业分类2级"] == "工资福利"
+    with pytest.raises(IntakeError):
+        normalize(good(行业分类1级=3), max_text_chars=5000)
