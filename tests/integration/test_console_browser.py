@@ -29,6 +29,7 @@ from hotline.settings import PROJECT_ROOT, Settings
 from models.lifecycle import LifecycleEvent, State
 from models.tables import now_local
 from streams.sample_day import build_sample_day
+from tests.helpers import send_back_to_dispatcher
 from tests.integration.conftest import service_unavailable
 
 CHROMIUM_ARGS = [
@@ -82,22 +83,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     server.should_exit = True
     thread.join(timeout=10)
     app.store.close()
-
-
-def send_back_to_dispatcher(app: App, wanted: int) -> None:
-    """Make sure ``wanted`` orders wait for a dispatcher: let units return dispatched orders
-    (退单) until the second return sends each to the manual queue, as the lifecycle rules say."""
-    dispatched = iter(app.store.queue("dispatched"))
-    while len(app.store.queue("manual")) < wanted:
-        row = next(dispatched)
-        for attempt in range(3):
-            current = app.store.get_order(row.id)
-            if current is None or current.state != State.DISPATCHED.value:
-                break
-            app.router.apply_event(LifecycleEvent(
-                f"{row.id}:seed-return:{attempt}", row.id, "OrderReturned", now_local(),
-                str(current.lead_unit), {"reason": "不属于本单位职责范围"},
-            ))
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from api.auth import ROLE_DISPATCHER, ROLE_REVISIT, ROLE_UNIT, ROLES, ApiToken, 
 from hotline.bootstrap import App, bootstrap
 from hotline.settings import Settings
 from models.lifecycle import LifecycleEvent, State
-from models.tables import now_local
 from streams.sample_day import build_sample_day
+from tests.helpers import send_back_to_dispatcher
 
 PHONE = "13812345678"
 PHONE_ORDER = "API-PHONE-0001"
@@ -47,25 +47,9 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     app = bootstrap(Settings(database_url=f"sqlite:///{db}"), registry=CollectorRegistry())
     messages = [m for m in build_sample_day() if isinstance(m, dict) and "corpus_id" in m][:30]
     app.router.receive_batch([*messages, _phone_order()])
-    _leave_two_for_the_dispatcher(app)
+    send_back_to_dispatcher(app, 2, keep={PHONE_ORDER})
     app.store.close()
     return db, app.router.classifier
-
-
-def _leave_two_for_the_dispatcher(app: App) -> None:
-    """However good the model, two orders wait for a dispatcher: a second 退单 puts an order in
-    the manual queue."""
-    candidates = iter(r for r in app.store.queue("dispatched") if r.id != PHONE_ORDER)
-    while len(app.store.queue("manual")) < 2:
-        row = next(candidates)
-        for attempt in range(3):
-            current = app.store.get_order(row.id)
-            if current is None or current.state != State.DISPATCHED.value:
-                break
-            app.router.apply_event(LifecycleEvent(
-                f"{row.id}:seed-return:{attempt}", row.id, "OrderReturned", now_local(),
-                str(current.lead_unit), {"reason": "不属于本单位职责范围"},
-            ))
 
 
 def _app(seeded: tuple[Path, object], tmp_path: Path, **settings: Any) -> App:
