@@ -373,10 +373,11 @@ class Store:
                     s.exec(update(WorkOrder).where(col(WorkOrder.id) == order.order_id)
                            .values(**values))
             # bulk inserts: one statement per table instead of one ORM object per row
-            for table, rows in ((WorkOrder, new_orders), (EventRow, events),
+            conn = s.connection()
+            for model, rows in ((WorkOrder, new_orders), (EventRow, events),
                                 (DispatchDecisionRow, [_decision_values(d) for _, _, d, _ in items])):
-                if rows:
-                    s.execute(insert(table), rows)
+                if rows:  # Core executemany: no ORM bookkeeping per row
+                    conn.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
             if not self._commit(s):
                 return None
         return results

@@ -283,15 +283,17 @@ class Router:
             since=min(o.received_at for o, _ in keyed) - window,
             exclude=[o.order_id for o in orders],
         )
-        seen = [(_key_of(code, name), at) for code, name, at in stored]
-        seen += [(k, o.received_at) for o, k in keyed]
-        counts: dict[str, int] = {}
-        for order, key in keyed:
-            since = order.received_at - window
-            counts[order.order_id] = sum(
-                1 for k, at in seen if k == key and since <= at <= order.received_at
+        seen: dict[str | None, list[datetime]] = {}
+        for code, name, at in stored:
+            seen.setdefault(_key_of(code, name), []).append(at)
+        for o, k in keyed:
+            seen.setdefault(k, []).append(o.received_at)
+        return {
+            order.order_id: sum(
+                1 for at in seen[key] if order.received_at - window <= at <= order.received_at
             )
-        return counts
+            for order, key in keyed
+        }
 
     def _already_routed(self, order_id: str) -> bool:
         lc = self.store.lifecycle(order_id)
