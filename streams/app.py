@@ -92,6 +92,12 @@ def order_from_json(value: dict[str, Any]) -> OrderIn:
     )
 
 
+#: an enterprise's table entry keeps at most this many recent orders: the rule only asks
+#: whether there are N (a handful) within the window, and every table write sends the whole
+#: entry to the changelog, so an unbounded entry makes a busy enterprise cost O(n²)
+MAX_SEEN_PER_ENTERPRISE = 32
+
+
 def count_repeats(
     seen: dict[str, str], order: OrderIn, window_days: int
 ) -> tuple[dict[str, str], int]:
@@ -103,6 +109,10 @@ def count_repeats(
     # keep two windows of history so an order arriving late still finds its predecessors
     horizon = since - timedelta(days=window_days)
     kept = {k: v for k, v in seen.items() if datetime.fromisoformat(v) >= horizon}
+    if len(kept) > MAX_SEEN_PER_ENTERPRISE:  # ISO times sort as times: keep the newest
+        newest = sorted(kept.items(), key=lambda kv: kv[1])[-MAX_SEEN_PER_ENTERPRISE:]
+        kept = dict(newest)
+        kept[order.order_id] = order.received_at.isoformat()
     count = sum(1 for v in kept.values() if since <= datetime.fromisoformat(v) <= order.received_at)
     return kept, count
 
