@@ -39,7 +39,11 @@ from tests.integration.pipeline_helpers import (
     wait_until,
     write_jsonl,
 )
-from tests.integration.test_kafka_pipeline import assert_each_routed_once, wait_routed
+from tests.integration.test_kafka_pipeline import (
+    TAKEOVER_DEFECT,
+    assert_each_routed_once,
+    wait_routed,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -159,6 +163,7 @@ def test_poison_message_is_dead_lettered_and_the_partition_keeps_flowing(
 
 
 # ---- a worker killed during a rebalance ---------------------------------------------------------
+@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_worker_killed_during_a_rebalance(own_pg_pipeline: Pipeline, tmp_path: Path) -> None:
     p = own_pg_pipeline
     prefix = "JSR"
