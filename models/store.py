@@ -287,24 +287,29 @@ class Store:
 
     def record_decision(self, decision: Decision) -> int:
         """Store a dispatch decision; fill the order's 诉求类型 (if unknown), model, confidence."""
-        row = _decision_row(decision)
         with Session(self.engine) as s:
-            s.add(row)
-            values: dict[str, Any] = {
-                "model_version": decision.model_version, "confidence": decision.confidence,
-            }
-            s.exec(update(WorkOrder).where(col(WorkOrder.id) == decision.order_id).values(**values))
-            if decision.appeal_type:
-                s.exec(
-                    update(WorkOrder)
-                    .where(col(WorkOrder.id) == decision.order_id)
-                    .where(col(WorkOrder.appeal_type).is_(None))
-                    .values(appeal_type=decision.appeal_type)
-                )
+            row = self._add_decision(s, decision)
             s.commit()
             s.refresh(row)
             assert row.id is not None
             return row.id
+
+    @staticmethod
+    def _add_decision(s: Session, decision: Decision) -> DispatchDecisionRow:
+        row = _decision_row(decision)
+        s.add(row)
+        values: dict[str, Any] = {
+            "model_version": decision.model_version, "confidence": decision.confidence,
+        }
+        s.exec(update(WorkOrder).where(col(WorkOrder.id) == decision.order_id).values(**values))
+        if decision.appeal_type:
+            s.exec(
+                update(WorkOrder)
+                .where(col(WorkOrder.id) == decision.order_id)
+                .where(col(WorkOrder.appeal_type).is_(None))
+                .values(appeal_type=decision.appeal_type)
+            )
+        return row
 
     # ---- batches: one transaction for a whole batch of first dispatches ---------------------
     def admit(self, orders: Sequence[OrderIn]) -> list[str]:
@@ -340,7 +345,7 @@ class Store:
         """Store (when new), record the decision and apply the first dispatch (or manual-queue)
         event of many orders in ONE transaction. Items: (order, is_new, decision, event).
         Returns one result per item, or None when a concurrent writer got there first (nothing
-        is written then; the caller falls back to `add_order` / `record_decision` / `apply`)."""
+        is written then; the caller falls back to `add_order` and `apply`)."""
         results: list[ApplyResult] = []
         new_orders: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
@@ -388,16 +393,20 @@ class Store:
             return list(s.exec(stmt.order_by(col(DispatchDecisionRow.id))).all())
 
     # ---- events -------------------------------------------------------------------------------
-    def apply(self, event: LifecycleEvent) -> ApplyResult:
+    def apply(self, event: LifecycleEvent, *, decision: Decision | None = None) -> ApplyResult:
         """Apply one event in one transaction. A duplicate id changes nothing; a rejection is
-        recorded (accepted=False) and returned, not raised. Retries on a concurrent update."""
+        recorded (accepted=False) and returned, not raised. Retries on a concurrent update.
+
+        `decision`, the dispatch decision the event carries out, is stored in the same
+        transaction, and only when the event is applied: two workers racing on one order leave
+        one dispatch and its own decision, never a dispatch beside another worker's decision."""
         for _ in range(_RETRIES):
-            result = self._try_apply(event)
+            result = self._try_apply(event, decision)
             if result is not None:
                 return result
         raise RuntimeError(f"工单 {event.order_id} 并发更新冲突，重试 {_RETRIES} 次仍失败")
 
-    def _try_apply(self, event: LifecycleEvent) -> ApplyResult | None:
+    def _try_apply(self, event: LifecycleEvent, decision: Decision | None) -> ApplyResult | None:
         with Session(self.engine) as s:
             if self._seen(s, event.event_id):
                 return ApplyResult(duplicate=True)
@@ -422,6 +431,8 @@ class Store:
             if s.exec(stmt).rowcount != 1:  # type: ignore[attr-defined]
                 s.rollback()
                 return None
+            if decision is not None:
+                self._add_decision(s, decision)
             if not self._commit(s):
                 return None if not self._seen_now(event.event_id) else ApplyResult(duplicate=True)
             return ApplyResult(applied=applied)

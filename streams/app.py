@@ -59,6 +59,9 @@ BATCH_WITHIN = 0.2
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_S = 1.0
 TICK_INTERVAL_S = 30.0
+#: events that can put an order on a unit's feed (改派, 人工派单, 重办): a redelivered one sends
+#: the order's current dispatch again, since the first delivery may have been lost
+REDISPATCHING_EVENTS = frozenset({"OrderReturned", "OrderDispatched", "RevisitRecorded"})
 
 T = TypeVar("T")
 Handle = Callable[[Sequence[EventT]], Awaitable[list[OutMessage]]]
@@ -261,7 +264,7 @@ def lifecycle_handler(pipeline: Pipeline) -> Handle:
         except (ValueError, TypeError, AttributeError, InvalidEventData) as exc:
             return router.reject_event_payload(raw, exc).outbox
         outcome = router.apply_event(event)
-        if outcome.result.duplicate and event.kind == "OrderReturned":
+        if outcome.result.duplicate and event.kind in REDISPATCHING_EVENTS:
             return router.current_dispatch(event.order_id)
         return outcome.outbox
 

@@ -324,15 +324,16 @@ class Router:
     def _dispatch(
         self, order: OrderIn, decision: Decision, *, round_no: int, actor: str, at: datetime
     ) -> list[OutMessage]:
-        """Persist the decision and the dispatch (or manual-queue) event; build the outbox."""
-        self.store.record_decision(decision)
+        """Persist the dispatch (or manual-queue) event with its decision; build the outbox."""
         event = self._route_event(order, decision, round_no=round_no, actor=actor, at=at)
-        return self._after_dispatch(order, decision, self.store.apply(event))
+        return self._after_dispatch(order, decision, self.store.apply(event, decision=decision))
 
     def _after_dispatch(
         self, order: OrderIn, decision: Decision, result: ApplyResult
     ) -> list[OutMessage]:
         self._count_event(result)
+        if result.duplicate:  # another worker routed it first: send what is stored, not ours
+            return self.current_dispatch(order.order_id)
         if result.rejected is not None:
             log.warning("dispatch rejected for %s: %s", order.order_id, result.rejected.reason)
             return []
@@ -378,7 +379,9 @@ class Router:
     # ---- lifecycle ------------------------------------------------------------------------
     def apply_event(self, event: LifecycleEvent) -> EventOutcome:
         """Apply one lifecycle event; a 退单 triggers 改派 (or the manual queue)."""
-        result = self.store.apply(event)
+        manual = (self._manual_decision(event)
+                  if event.kind == "OrderDispatched" and event.data.get("unit") else None)
+        result = self.store.apply(event, decision=manual)
         self._count_event(result)
         outcome = EventOutcome(result=result)
         if result.rejected is not None or result.duplicate:
@@ -387,9 +390,8 @@ class Router:
         kinds = {e.kind for e in result.applied}
         if "OrderReturned" in kinds:
             self._redispatch(event.order_id, outcome, at=event.at)
-        elif event.kind == "OrderDispatched" and "OrderDispatched" in kinds:
-            outcome.decision = self._manual_decision(event)
-            self.store.record_decision(outcome.decision)
+        elif manual is not None and "OrderDispatched" in kinds:
+            outcome.decision = manual
             outcome.outbox = self.current_dispatch(event.order_id)
         elif "OrderReopened" in kinds:  # 重办: the same unit gets the order again
             outcome.outbox = self.current_dispatch(event.order_id)
@@ -407,10 +409,13 @@ class Router:
     def current_dispatch(self, order_id: str) -> list[OutMessage]:
         """The dispatch messages of the order's current dispatch: sent on 人工派单 and 重办, and
         again after a redelivery (the database write may have happened while the delivery did
-        not). Feed consumers see at most a repeat of the same dispatch, never a lost one."""
+        not). Feed consumers see at most a repeat of the same dispatch, never a lost one. Only
+        an order waiting for its unit's 签收 (已派单) has a dispatch to send."""
         row = self.store.get_order(order_id)
+        if row is None or row.lead_unit is None or row.state != State.DISPATCHED.value:
+            return []
         decisions = self.store.decisions(order_id)
-        if row is None or not decisions or row.lead_unit is None:
+        if not decisions:
             return []
         decision = decision_from_row(decisions[-1])
         if decision.manual or decision.lead_unit != row.lead_unit:

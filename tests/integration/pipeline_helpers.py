@@ -137,7 +137,10 @@ class Pipeline:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def start_worker(self, worker_id: str, *, loglevel: str = "warning") -> Worker:
+    def start_worker(self, worker_id: str, *, loglevel: str | None = None) -> Worker:
+        """Start `hotline worker`; its log level is `loglevel`, else $HOTLINE_TEST_WORKER_LOGLEVEL
+        (set it to `info` or `debug` when a test needs the workers' story), else warning."""
+        loglevel = loglevel or os.environ.get("HOTLINE_TEST_WORKER_LOGLEVEL", "warning")
         port = free_port()
         log = self.logs / f"{worker_id}.log"
         fh = log.open("ab")

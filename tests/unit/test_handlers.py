@@ -30,6 +30,12 @@ def feeds(outbox: list) -> dict[str, str]:
     return {m.topic: m.value.get("role") for m in outbox if m.topic.startswith("dispatch.")}
 
 
+def sent(outbox: list) -> list[tuple[str, str, str | None, list[str]]]:
+    """What a feed consumer acts on: topic, key, lead unit, co-units."""
+    return [(m.topic, m.key, m.value["decision"]["lead_unit"], m.value["decision"]["co_units"])
+            for m in outbox]
+
+
 def test_manual_dispatch_reaches_the_unit_feed_and_is_audited(app: App) -> None:
     router = app.router
     out = router.receive({"order_id": "M-1", "received_at": T0.isoformat(),
@@ -77,3 +83,41 @@ def test_a_return_redispatches_never_to_the_returning_unit(app: App) -> None:
     assert res.decision is not None
     assert res.decision.lead_unit != first
     assert f"dispatch.{router.config.code_of(first)}" not in feeds(res.outbox)
+
+
+def test_a_worker_that_loses_the_race_sends_the_stored_dispatch_not_its_own(
+    app: App, tmp_path: Path
+) -> None:
+    """Two workers route the same order at once (a partition handed over while the old owner
+    still works): the dispatch is applied once, and the loser sends the winner's decision, so
+    the feeds never disagree with the database."""
+    from dataclasses import replace
+
+    from models.records import OrderIn
+
+    other = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}"),
+                      registry=CollectorRegistry())
+    order = OrderIn(order_id="RACE-1", channel="12345热线", received_at=T0, title="",
+                    text="厂区今天上午突然停电，没有任何通知，生产线全部停下")
+    won = app.router.route_orders([order])[0]
+    assert won.status == "dispatched" and won.decision is not None
+    # the other worker saw the order before the winner committed and decided differently
+    mine = replace(won.decision, co_units=("漕泾镇",), rules=("OTHER",))
+    out = other.router._dispatch(order, mine, round_no=1, actor="system", at=T0)
+    want = {m.topic: m.value["decision"]["co_units"] for m in won.outbox}
+    assert {m.topic: m.value["decision"]["co_units"] for m in out} == want
+    assert "dispatch.caojing" not in feeds(out)
+    assert [d.rules for d in app.store.decisions("RACE-1")] == [list(won.decision.rules)]
+    assert sent(app.router.current_dispatch("RACE-1")) == sent(won.outbox)
+
+
+def test_current_dispatch_only_for_an_order_waiting_for_its_unit(app: App) -> None:
+    """A redelivered message re-sends the dispatch of an order still 已派单; once the unit has
+    签收 it there is nothing to send again."""
+    router = app.router
+    out = router.receive({"order_id": "C-1", "received_at": T0.isoformat(),
+                          "text": "厂区今天上午突然停电，没有任何通知，生产线全部停下"})
+    assert out.status == "dispatched" and out.decision is not None
+    assert sent(router.current_dispatch("C-1")) == sent(out.outbox)
+    router.apply_event(ev("C-1", "OrderAccepted", out.decision.lead_unit, 5))
+    assert router.current_dispatch("C-1") == []
