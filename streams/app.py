@@ -45,6 +45,7 @@ from streams.faults import (
     handler_failed,
     is_transient,
 )
+from streams.diagnostics import install_stack_dump
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 
@@ -118,6 +119,39 @@ def count_repeats(
         kept[order.order_id] = order.received_at.isoformat()
     count = sum(1 for v in kept.values() if since <= datetime.fromisoformat(v) <= order.received_at)
     return kept, count
+
+
+class NoReadOffsets(dict[Any, int | None]):
+    """A consumer's read-offset memory that remembers nothing.
+
+    faust drops every fetched message whose offset is below the last one it read from that
+    partition ("DROPPED MESSAGE ROFF") and counts a jump ahead as a gap of messages that need no
+    ack ("_add_gap"). Across a rebalance that memory goes stale: a worker that takes partitions
+    back seeks to the committed offset, then drops the re-fetched messages it never finished,
+    and a gap lets a later commit pass over messages nobody handled (seen here as orders stuck
+    in `workorders.received` or `workorders.by-enterprise` after a takeover; faust issues
+    robinhood/faust#115, faust-streaming/faust#216). With this mapping every fetched message is
+    delivered and nothing counts as a gap: after a seek, messages already handled come again,
+    which the idempotent handlers absorb (a unit may see the same dispatch twice, see
+    docs/guarantees.md). Writes are ignored; every read answers None."""
+
+    def __getitem__(self, tp: Any) -> None:
+        return None
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        pass
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class HotlineApp(faust.App):
+    """The faust app, with a consumer that never drops or skips a fetched message."""
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        consumer._read_offset = NoReadOffsets()  # type: ignore[attr-defined]
+        return consumer
 
 
 def as_stream(stream: StreamT) -> faust.Stream:
@@ -309,7 +343,7 @@ def create_app(
     app_id = f"{settings.topic_prefix}hotline-router"
     datadir = Path(tempfile.gettempdir()) / "hotline-faust" / f"{app_id}-{settings.worker_id}"
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = HotlineApp(
         app_id,
         datadir=str(datadir),
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -361,6 +395,10 @@ def create_app(
         handle = lifecycle_handler(pipeline)
         async for batch in batches(stream):
             await pipeline.process(as_stream(stream), batch, EVENTS, handle)
+
+    @app.task
+    async def diagnostics() -> None:
+        install_stack_dump()  # kill -USR1 <pid>: every task's and thread's stack to the log
 
     @app.timer(interval=TICK_INTERVAL_S)
     async def deadlines() -> None:

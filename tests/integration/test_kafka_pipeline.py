@@ -44,12 +44,6 @@ from tests.integration.pipeline_helpers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: the open defect these tests still show now and then (docs/guarantees.md, "Known defect")
-TAKEOVER_DEFECT = (
-    "known defect, open: when a worker leaves (kill -9 or a clean stop) and another takes over "
-    "its partitions, in some runs on this machine a few orders stay unrouted past the test's "
-    "timeout; cause not found yet; see docs/guarantees.md"
-)
 ORDERS = 1000
 START_TIMEOUT = 60  # a worker loads the model, joins the group, recovers its table
 FLOW_TIMEOUT = 150  # 1,000 orders through one worker on this 2-core machine
@@ -331,7 +325,6 @@ def test_c_malformed_messages_go_to_the_dlq_with_the_reason(
 
 
 # ---- (d) ----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
 ) -> None:
@@ -356,7 +349,6 @@ def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
 
 
 # ---- (e) ----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_e_two_workers_share_partitions_and_one_takes_over(
     own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
 ) -> None:
