@@ -146,12 +146,37 @@ class NoReadOffsets(dict[Any, int | None]):
 
 
 class HotlineApp(faust.App):
-    """The faust app, with a consumer that never drops or skips a fetched message."""
+    """The faust app, with a consumer that never drops a fetched message, and that lets only
+    the acknowledgements of handled messages move the committed offset."""
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
         consumer._read_offset = NoReadOffsets()  # type: ignore[attr-defined]
+        consumer.ack = functools.partial(  # type: ignore[method-assign]
+            ack_current_generation, self, consumer.ack, consumer
+        )
         return consumer
+
+
+def ack_current_generation(
+    app: faust.App, ack: Callable[[Any], bool], consumer: Any, message: Any
+) -> bool:
+    """Acknowledge `message`; the acknowledgement moves the committed offset only while the
+    stream flows and for a message fetched in the current consumer generation.
+
+    While a rebalance or a shutdown holds the flow, faust acknowledges every message its
+    streams still pull from their queues without handing it to the agent ("skipped"), then
+    commits; a worker that stopped or lost its partitions that way committed past orders nobody
+    had routed. Such acknowledgements, and our own for a batch that spans a rebalance, mark the
+    message done but give the commit no credit: the message is fetched again from the committed
+    offset (by this worker or the next owner) and handled, idempotently, before it counts."""
+    generation = getattr(message, "generation_id", None)
+    current = generation is None or generation == app.consumer_generation_id
+    if current and app.flow_control.is_active():
+        return ack(message)
+    message.acked = True
+    consumer._unacked_messages.discard(message)
+    return False
 
 
 def as_stream(stream: StreamT) -> faust.Stream:
