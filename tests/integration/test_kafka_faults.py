@@ -165,8 +165,9 @@ def test_poison_message_is_dead_lettered_and_the_partition_keeps_flowing(
 def test_worker_killed_during_a_rebalance(own_pg_pipeline: Pipeline, tmp_path: Path) -> None:
     p = own_pg_pipeline
     prefix = "JSR"
-    n = 2000  # a backlog that outlasts the second worker's start
-    ingest(p, tmp_path, prefix, n)
+    n, first = 3000, 1000
+    orders = make_orders(n, prefix=prefix)
+    p.cli("ingest", str(write_jsonl(tmp_path / "first.jsonl", orders[:first])), timeout=120)
     w1 = p.start_worker("r-1")
     received = p.topic("workorders.received")
     db = Db(p.database_url)
@@ -175,9 +176,11 @@ def test_worker_killed_during_a_rebalance(own_pg_pipeline: Pipeline, tmp_path: P
         w2 = p.start_worker("r-2", loglevel="info")  # joining triggers a rebalance ...
         wait_until(lambda: "joining group" in w2.log.read_text(errors="replace"), timeout=60,
                    what="worker 2 joining the group")
+        # the rest of the backlog arrives now, so worker 1 is mid-stream whatever its speed
+        p.cli("ingest", str(write_jsonl(tmp_path / "rest.jsonl", orders[first:])), timeout=120)
         w1.kill()  # ... and worker 1 dies in the middle of it
         assert db.routed(prefix) < n, "finished before the fault"
-        wait_routed(p, db, prefix, n, timeout=150)
+        wait_routed(p, db, prefix, n, timeout=180)
         check_consistent(db, prefix, n)
         assert len(w2.assigned(received)) == 4
     finally:
