@@ -16,7 +16,9 @@ when the call is taken (intake), before the order is dispatched, so they are kno
 time and used as inputs (the baseline reads the text only). Measured on validation: adding
 them moved coverage at 95% precision from 0.34 to 0.45 (accuracy 0.670 → 0.676). The area
 columns (诉求区域/辖区/镇街) are used for unit-name mentions only: as a feature block they
-raised validation accuracy but lowered coverage.
+raised validation accuracy but lowered coverage (on 5-fold cross-validation over train +
+validation, with the caller block: accuracy 0.696 → 0.697, coverage at 95% 0.467 → 0.465).
+The caller named at the start of the content (交警来电反馈 …) is read from the text itself.
 
 Run: ``python -m ops.bench_quality [--data PATH] [--seed N]`` (``make bench-quality``).
 """
