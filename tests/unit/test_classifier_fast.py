@@ -171,3 +171,11 @@ def test_segmenter_equals_jieba_on_a_small_dictionary(tmp_path: Path) -> None:
         text = "".join(rng.choice(alphabet, size=rng.randint(1, 12)))
         expected = [t for t in tk.lcut(text, HMM=False) if t != "，"]
         assert seg.words(text) == expected, text
+        assert seg.words(text) == expected, text  # again, from the block cache
+
+
+def test_segmenter_block_cache_is_not_shared_with_callers() -> None:
+    seg = Segmenter({"甲": 1, "乙": 1, "甲乙": 5}, 7)
+    first = seg.words("甲乙，甲乙")
+    first.append("改")
+    assert seg.words("甲乙，甲乙") == ["甲乙", "甲乙"]
