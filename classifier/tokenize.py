@@ -77,10 +77,10 @@ class Segmenter:
 
     _ABSENT: Final = object()
     _PREFIX: Final = object()
-    CACHE_LIMIT: Final = 500_000  # fragments whose log-frequency (or absence) is cached
+    CACHE_LIMIT: Final = 200_000  # fragments whose log-frequency (or absence) is cached (~40 MB)
     #: Short blocks recur across orders ("市民来电反映", "工单处理情况": about a fifth of the
     #: Haikou text): their words are cached, up to this many blocks.
-    BLOCK_CACHE_LIMIT: Final = 100_000
+    BLOCK_CACHE_LIMIT: Final = 50_000
     SHORT_BLOCK: Final = 12
 
     def __init__(self, freq: dict[str, int], total: int) -> None:
