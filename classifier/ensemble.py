@@ -9,7 +9,9 @@
 4. a boost for units the order names (catalogue mentions, `classifier.catalogue`).
 
 P(u) ∝ (w_d·P_direct + w_c·P_composed + w_k·P_neighbours)(u) · exp(β·mention(u)).
-The blend weights were chosen on the validation part of the Haikou data (ops/bench_quality).
+The blend weights were chosen on the validation part of the Haikou data (ops/bench_quality);
+β = 1 on 5-fold cross-validation over its train + validation orders (accuracy 0.686 → 0.693,
+coverage at 95% precision 0.474 → 0.480 against β = 0).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
         w_direct: float = 0.0,
         w_composed: float = 0.8,
         w_knn: float = 0.2,
-        beta: float = 0.0,
+        beta: float = 1.0,
         gamma: float = 3.0,
         knn_k: int = 10,
         knn_power: float = 4.0,

@@ -8,6 +8,7 @@ fitted outside the pipeline; the tokenizers are named importable functions (pick
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,30 @@ def address_grams(address: str) -> list[str]:
     for n in (2, 3):
         grams.extend(s[i : i + n] for i in range(len(s) - n + 1))
     return grams
+
+
+#: The caller named at the start of the content when it is not a citizen: "交警来电反馈：工单号…",
+#: "龙华区环保局来电反馈", "港务公安局来电咨询" (a unit calling about an order it handles).
+_CALLER_RE = re.compile(
+    r"^\s*(?!关于)(?P<who>[^\s:：,，。；;（(]{2,24}?)(?:来电|来函|来)"
+    r"(?:咨询|反馈|撤销|反映|补充|投诉|求助|查询|催办)"
+)
+_CITIZEN_CALLERS = frozenset({"市民", "群众", "来电人", "企业", "网民"})
+
+
+def caller_tokens(text: str) -> list[str]:
+    """The caller of an order (来电方) as tokens: its whole name and its character bigrams.
+
+    Orders that a unit phones in about an earlier order ("交警来电反馈", "龙华区环保局来电反馈")
+    are mostly that unit's; the caller is read from the first line of the content (the line
+    after the title when there is one). Citizens (市民, 群众 …) give no caller token.
+    """
+    content = text.split("\n", 1)[1] if "\n" in text else text
+    m = _CALLER_RE.match(content)
+    if m is None or m.group("who") in _CITIZEN_CALLERS:
+        return [_PRESENT]
+    who = m.group("who")
+    return [_PRESENT, f"来电方:{who}", *(f"来电方~{who[i : i + 2]}" for i in range(len(who) - 1))]
 
 
 def industry_string(extra: Mapping[str, Any] | None) -> str:
@@ -144,11 +169,13 @@ def text_catalogue_features(
     *,
     char_ngrams: tuple[int, int] = (1, 4),
     industry: bool = True,
+    caller: bool = True,
     area: bool = False,
 ) -> ColumnTransformer:
     """The product's features: jieba words, character n-grams (numpy-vectorised,
-    `classifier.chargrams`), the operator's 行业分类 (``industry``), the intake area facts
-    (``area``) and, last, the per-unit name-mention block."""
+    `classifier.chargrams`), the operator's 行业分类 (``industry``), the caller named in the
+    content (``caller``, `caller_tokens`), the intake area facts (``area``) and, last, the
+    per-unit name-mention block."""
     from classifier.catalogue import CatalogueMatcher
     from classifier.chargrams import CharNgrams
 
@@ -158,6 +185,8 @@ def text_catalogue_features(
     ]
     if industry:
         blocks.append(("industry", _token_vectorizer(industry_tokens), INDUSTRY))
+    if caller:
+        blocks.append(("caller", _token_vectorizer(caller_tokens), TEXT))
     if area:
         blocks.append(("area", _token_vectorizer(area_tokens), AREA))
     blocks.append((CATALOGUE_BLOCK, CatalogueMatcher(), [TEXT, AREA, ADDRESS]))

@@ -45,7 +45,7 @@ METADATA_FILE = "metadata.json"
 N_TERMS = 5  # explanation words kept per side
 #: Version of the saved model's layout (feature transformers, compiled heads): a model saved
 #: with another layout is refused like one saved with other library versions.
-MODEL_FORMAT = "3"
+MODEL_FORMAT = "4"
 
 
 class ModelLoadError(RuntimeError):
@@ -279,6 +279,11 @@ class TrainOptions:
     appeal_head: HeadFactory = default_appeal_head
     cv_folds: int = 5
     target_precision: float = 0.95
+    #: Added to the target when thresholds come from cross-validation: the fold models saw
+    #: 4/5 of the data and are less confident than the final model, so thresholds read off
+    #: their predictions let more orders through. Nested 5-fold CV on Haikou train+validation:
+    #: a 0.95 target gave 0.948 held-out precision (48% auto-dispatched), 0.96 gave 0.955 (45%).
+    cv_threshold_margin: float = 0.01
 
 
 def train_model(
@@ -308,16 +313,19 @@ def train_model(
     unit_head = unit_factory().fit(X, y)
     appeal_head = _fit_appeal(opts.appeal_head, X, records, random_state)
     labels = np.asarray(unit_head.classes_)
+    target = opts.target_precision
     if validation:
         Xv = features.transform(feat.inputs_from_records(validation))
         proba, y_eval, source = unit_head.predict_proba(Xv), [r.unit for r in validation], "validation"
     else:
         proba = _oof_proba(unit_factory, X, y, labels, opts.cv_folds, random_state)
         y_eval, source = list(y), f"{opts.cv_folds}-fold cross-validation"
-    thresholds, global_t = choose_thresholds(proba, y_eval, labels, precision=opts.target_precision)
+        target = min(target + opts.cv_threshold_margin, 1.0)
+    thresholds, global_t = choose_thresholds(proba, y_eval, labels, precision=target)
     word_slice, vocab = feat.word_block(features)
     weights = linear_weights(unit_head, X.shape[1])[:, word_slice]
     meta = _metadata(records, opts, labels, proba, y_eval, source, thresholds, global_t, appeal_head)
+    meta["threshold_precision"] = target
     model = UnitModel(features, unit_head, appeal_head, meta, weights, vocab, word_slice)
     if out_dir is not None:
         save_model(model, out_dir)

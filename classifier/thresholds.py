@@ -5,6 +5,12 @@ those whose top candidate is u with confidence ≥ t. Their precision is estimat
 shrinkage toward the precision of *all* orders at confidence ≥ t, so that a unit seen a few
 times borrows strength from the rest; the threshold is the lowest t whose estimate reaches
 the target precision.
+
+The prior weighs as much as ``prior_strength`` = 30 of the unit's own orders. Chosen by
+repeated half splits of out-of-fold predictions on the Haikou train + validation orders
+(choose on one half, score on the other): with 10 the auto-dispatched orders reached a mean
+precision of 0.947 for a 0.95 target (48% of orders), with 30 0.952 (47%), with 100 0.958
+(45%); one global threshold gave 0.950 (47%).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+PRIOR_STRENGTH = 30.0  # how many of a unit's own orders the global precision counts as
 NEVER = 1.01  # a threshold no probability reaches: always the manual queue (人工派单)
 
 
@@ -23,10 +30,16 @@ def coverage_threshold(conf: np.ndarray, correct: np.ndarray, precision: float) 
     order = np.argsort(-conf, kind="stable")
     hits = np.cumsum(correct[order])
     prec = hits / np.arange(1, conf.size + 1)
-    ok = np.nonzero(prec >= precision)[0]
+    ok = np.nonzero((prec >= precision) & _last_of_ties(conf[order]))[0]
     if ok.size == 0:
         return NEVER
     return float(conf[order][ok[-1]])
+
+
+def _last_of_ties(c: np.ndarray) -> np.ndarray:
+    """For confidences sorted descending: True at the last position of each run of equal
+    values (a threshold t takes every order at t, so precision is read there only)."""
+    return np.append(c[1:] != c[:-1], True)
 
 
 def choose_thresholds(
@@ -35,7 +48,7 @@ def choose_thresholds(
     labels: Sequence[str],
     *,
     precision: float = 0.95,
-    prior_strength: float = 10.0,
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> tuple[dict[str, float], float]:
     """Per-unit thresholds and the global one from out-of-sample probabilities ``proba``."""
     labels_arr = np.asarray(labels)
@@ -75,7 +88,7 @@ def _unit_threshold(
     pos = np.searchsorted(-conf_sorted, -c, side="right") - 1
     prior = global_prec[np.clip(pos, 0, global_prec.size - 1)]
     est = (hits + prior_strength * prior) / (n + prior_strength)
-    ok = np.nonzero(est >= precision)[0]
+    ok = np.nonzero((est >= precision) & _last_of_ties(c))[0]
     if ok.size == 0:
         return NEVER
     return float(c[ok[-1]])

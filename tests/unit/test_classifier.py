@@ -218,6 +218,24 @@ def test_train_predict_explain(trained: tuple[Path, object]) -> None:
     assert set(model.thresholds) == set(model.labels)
 
 
+def test_thresholds_from_cross_validation_aim_above_the_target(
+    trained: tuple[Path, object],
+) -> None:
+    """Cross-validated thresholds aim at the target plus the margin (fold models are less
+    confident than the final one); validation-chosen ones at the target itself."""
+    _, model = trained
+    assert model.metadata["target_precision"] == 0.95
+    assert model.metadata["threshold_precision"] == pytest.approx(0.96)
+    records = _records()
+    held_out = records[::4]
+    on_val = train_model(
+        [r for r in records if r not in held_out], out_dir=None,
+        options=TrainOptions(name="test", cv_folds=0), validation=held_out,
+    )  # fmt: skip
+    assert on_val.metadata["threshold_precision"] == pytest.approx(0.95)
+    assert on_val.metadata["validation"]["source"] == "validation"
+
+
 def test_save_load_round_trip_identical(trained: tuple[Path, object]) -> None:
     path, model = trained
     loaded = load_model(path)
