@@ -179,6 +179,22 @@ def ack_current_generation(
     return False
 
 
+def consumer_state(app: faust.App) -> str:
+    """What the consumer thinks it is doing: flow, assignment, paused partitions, offsets."""
+    c: Any = app.consumer
+    lines = [
+        f"flow_control active={app.flow_control.is_active()} consumer flow_active="
+        f"{getattr(c, 'flow_active', None)} rebalancing={app.rebalancing} "
+        f"generation={app.consumer_generation_id} unacked={len(c._unacked_messages)}",
+        f"assignment={sorted(map(str, c.assignment()))}",
+        f"paused={sorted(map(str, c._paused_partitions))}",
+        f"active={sorted(map(str, c._active_partitions or ()))}",
+        f"committed={ {str(k): v for k, v in c._committed_offset.items()} }",
+        f"acked={ {str(k): (len(v), min(v), max(v)) for k, v in c._acked.items() if v} }",
+    ]
+    return "\n".join(lines)
+
+
 def as_stream(stream: StreamT) -> faust.Stream:
     """The concrete stream (for `noack_take` and the current-event context)."""
     return cast(faust.Stream, stream)
@@ -423,7 +439,8 @@ def create_app(
 
     @app.task
     async def diagnostics() -> None:
-        install_stack_dump()  # kill -USR1 <pid>: every task's and thread's stack to the log
+        # kill -USR1 <pid>: every task's and thread's stack, and the consumer's state, to the log
+        install_stack_dump(lambda: consumer_state(app))
 
     @app.timer(interval=TICK_INTERVAL_S)
     async def deadlines() -> None:

@@ -5,26 +5,42 @@ at a stalled partition."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
+def _awaited(obj: Any) -> Any:
+    """What a coroutine or async generator is suspended on; through an `asend` wrapper (an
+    ``async for`` step, which exposes no attributes) to the generator it drives."""
+    nxt = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None)
+    if nxt is None or hasattr(nxt, "cr_frame") or hasattr(nxt, "ag_frame"):
+        return nxt
+    for ref in gc.get_referents(nxt):
+        if hasattr(ref, "ag_frame") or hasattr(ref, "cr_frame"):
+            return ref
+    return nxt
+
+
 def _await_chain(coro: Any) -> list[FrameType]:
     """The frames of a coroutine and of everything it is awaiting, outermost first."""
     frames: list[FrameType] = []
-    while coro is not None:
+    seen: set[int] = set()
+    while coro is not None and id(coro) not in seen:
+        seen.add(id(coro))
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
         if frame is not None:
             frames.append(frame)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        coro = _awaited(coro)
     return frames
 
 
@@ -51,10 +67,13 @@ def thread_stacks() -> str:
     return out.getvalue()
 
 
-def dump_stacks() -> None:
-    log.warning("诊断：协程堆栈\n%s\n诊断：线程堆栈\n%s", task_stacks(), thread_stacks())
+def dump_stacks(state: Callable[[], str] | None = None) -> None:
+    extra = state() if state is not None else ""
+    log.warning("诊断：协程堆栈\n%s\n诊断：线程堆栈\n%s\n诊断：状态\n%s",
+                task_stacks(), thread_stacks(), extra)
 
 
-def install_stack_dump() -> None:
-    """Dump the stacks on SIGUSR1 (call from inside the running loop)."""
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_stacks)
+def install_stack_dump(state: Callable[[], str] | None = None) -> None:
+    """Dump the stacks (and `state()`, e.g. the consumer's) on SIGUSR1; call from inside the
+    running loop."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_stacks, state)

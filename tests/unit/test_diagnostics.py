@@ -32,3 +32,30 @@ def test_task_stacks_show_the_whole_await_chain() -> None:
 
 def test_thread_stacks_name_the_threads() -> None:
     assert "--- thread MainThread" in thread_stacks()
+
+
+async def _batches(event: asyncio.Event):  # type: ignore[no-untyped-def]
+    await event.wait()
+    yield 1
+
+
+async def _agent(event: asyncio.Event) -> None:
+    async for _ in _batches(event):
+        pass
+
+
+def test_task_stacks_go_into_an_async_for() -> None:
+    """An agent waits inside `async for batch in stream.noack_take(...)`: the dump shows the
+    generator's frame too, not only the agent's."""
+
+    async def main() -> str:
+        event = asyncio.Event()
+        task = asyncio.create_task(_agent(event), name="agent")
+        await asyncio.sleep(0)
+        dump = task_stacks()
+        event.set()
+        await task
+        return dump
+
+    section = asyncio.run(main()).split("--- task agent\n", 1)[1].split("--- task", 1)[0]
+    assert "_agent" in section and "_batches" in section
