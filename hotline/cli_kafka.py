@@ -152,7 +152,7 @@ def cmd_event(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from streams.app import create_app
+    from streams.app import create_app, tune_worker_process
 
     settings = Settings()
     _need_kafka(settings)
@@ -162,7 +162,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     ensure_topics(settings, _unit_codes(settings))
     app = create_app(settings, web_bind=args.web_bind)
+    tune_worker_process()
     worker = faust.Worker(app, loglevel=args.loglevel)
+    # faust's terminal spinner sets the root logger to DEBUG (to spin on every record) when
+    # the level is WARNING or above: every library's debug call then builds a log record
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, insert, or_, update
+from sqlalchemy import String, cast, func, insert, or_, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
@@ -472,14 +472,17 @@ class Store:
             stmt = select(EventRow).where(col(EventRow.seq) > seq).order_by(col(EventRow.seq))
             return list(s.exec(stmt.limit(limit)).all())
 
-    def tick_deadlines(self, now: datetime) -> list[ApplyResult]:
-        """Record DeadlinePassed (超期) for every deadline passed at ``now``."""
+    def tick_deadlines(self, now: datetime, *, limit: int | None = None) -> list[ApplyResult]:
+        """Record DeadlinePassed (超期) for every deadline passed at ``now``; with ``limit``,
+        for the ``limit`` orders due first only (the rest on a later tick)."""
         moment = local_naive(now)
         with Session(self.engine) as s:
             stmt = select(WorkOrder.id).where(
                 col(WorkOrder.next_due).is_not(None), col(WorkOrder.next_due) <= moment
-            )
-            order_ids = list(s.exec(stmt.order_by(col(WorkOrder.next_due))).all())
+            ).order_by(col(WorkOrder.next_due))
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            order_ids = list(s.exec(stmt).all())
         results: list[ApplyResult] = []
         for order_id in order_ids:
             lc = self.lifecycle(order_id)
@@ -556,6 +559,24 @@ class Store:
     def queue(self, name: str) -> list[WorkOrder]:
         """A dispatcher queue: new, manual (incl. 已退单 awaiting 改派), dispatched, overdue,
         reopened, supervised (open orders only), revisit_due (已反馈, enterprise first)."""
+        stmt, order_by = self._queue_query(name)
+        with Session(self.engine) as s:
+            rows = list(s.exec(stmt.order_by(*order_by)).all())
+        if name == "overdue":
+            rows = [r for r in rows if r.overdue]
+        return rows
+
+    def queue_size(self, name: str) -> int:
+        """``len(self.queue(name))``, counted by the database (for gauges: no rows loaded)."""
+        stmt, _ = self._queue_query(name)
+        if name == "overdue":  # a JSON list column: empty is stored as the text '[]'
+            stmt = stmt.where(cast(col(WorkOrder.overdue), String) != "[]")
+        with Session(self.engine) as s:
+            return int(s.exec(select(func.count()).select_from(stmt.subquery())).one())
+
+    @staticmethod
+    def _queue_query(name: str) -> tuple[Any, list[Any]]:
+        """The rows of a queue (before the overdue filter) and their order."""
         if name not in QUEUES:
             raise ValueError(f"未知队列 {name!r}，可用: {', '.join(QUEUES)}")
         stmt = select(WorkOrder)
@@ -575,11 +596,7 @@ class Store:
                 stmt = stmt.where(col(WorkOrder.reopen_count) > 0)
             elif name == "supervised":
                 stmt = stmt.where(col(WorkOrder.supervised))
-        with Session(self.engine) as s:
-            rows = list(s.exec(stmt.order_by(*order_by)).all())
-        if name == "overdue":
-            rows = [r for r in rows if r.overdue]
-        return rows
+        return stmt, order_by
 
     def unit_orders(self, unit: str, *, open_only: bool = True) -> list[WorkOrder]:
         """A unit's own feed: orders it leads (主办) or assists (协办)."""

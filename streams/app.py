@@ -20,6 +20,7 @@ import asyncio
 import functools
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -48,6 +49,7 @@ from streams.faults import (
 from streams.diagnostics import install_stack_dump
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
+from streams.stage_timing import TIMES
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,30 @@ RECEIVED = "workorders.received"
 BY_ENTERPRISE = "workorders.by-enterprise"
 EVENTS = "workorders.events"
 BATCH = 200
-BATCH_WITHIN = 0.2
+#: how long a batch waits to fill up: every hop (intake, route) adds up to this much latency
+#: under light load; under heavy load batches fill up long before
+BATCH_WITHIN = 0.05
+SWITCH_INTERVAL_S = 0.001
+#: offsets are committed every COMMIT_INTERVAL_S by faust's background committer. A commit
+#: after every COMMIT_EVERY acks is made inline by the fetch loop (which stops feeding the
+#: streams meanwhile: a producer flush and a broker round trip), so keep that one rare
+COMMIT_INTERVAL_S = 1.0
+COMMIT_EVERY = 10_000
 #: a worker that dies (kill -9) loses its partitions to the others after this long
 SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_S = 1.0
 TICK_INTERVAL_S = 30.0
+#: orders whose deadlines a tick handles at most (the earliest due first; the rest next time):
+#: after an outage or a replay of old orders a tick must not run for minutes
+TICK_LIMIT = 100
+#: aiokafka sends at most one batch per partition per request and one request per broker at a
+#: time, so a send to a partition whose batch is full waits a whole round trip: a batch must
+#: hold a whole outbox's share of a partition (200 orders of ~3 KB spread over 4 partitions)
+PRODUCER_BATCH_BYTES = 512 * 1024
+#: memory bounds under a backlog: events an agent's stream buffers ahead of its batch (faust's
+#: default is 4,096), records one fetch hands over
+STREAM_BUFFER = 5 * BATCH
+MAX_POLL_RECORDS = 2 * BATCH
 #: events that can put an order on a unit's feed (改派, 人工派单, 重办): a redelivered one sends
 #: the order's current dispatch again, since the first delivery may have been lost
 REDISPATCHING_EVENTS = frozenset({"OrderReturned", "OrderDispatched", "RevisitRecorded"})
@@ -200,21 +221,30 @@ def as_stream(stream: StreamT) -> faust.Stream:
     return cast(faust.Stream, stream)
 
 
-def batches(stream: StreamT) -> AsyncIterator[Sequence[EventT]]:
-    """Batches of up to BATCH events that stay unacknowledged until `Pipeline.process`."""
-    return as_stream(stream).noack_take(BATCH, within=BATCH_WITHIN)
+async def batches(stream: StreamT, source: str) -> AsyncIterator[Sequence[EventT]]:
+    """Batches of up to BATCH events that stay unacknowledged until `Pipeline.settle`."""
+    idle_since = time.perf_counter()
+    async for batch in as_stream(stream).noack_take(BATCH, within=BATCH_WITHIN):
+        TIMES.add(f"{source}.wait", time.perf_counter() - idle_since, len(batch))
+        yield batch
+        idle_since = time.perf_counter()
 
 
 class Pipeline:
     """The agents' shared plumbing: the router runs on one worker thread (it is synchronous and
     not thread-safe, and the event loop must keep heart-beating while it works), outgoing
-    messages are delivered and acknowledged by the broker before the input is acknowledged."""
+    messages are delivered and acknowledged by the broker before the input is acknowledged.
+    Intake validation and the deadline tick have a thread each, so that neither waits behind a
+    route batch nor holds one up: `Router.validate` and `Router.tick` only use the store (a
+    session per call, so thread-safe), the metrics (thread-safe) and pure functions."""
 
     def __init__(self, app: faust.App, router: Router, settings: Settings) -> None:
         self.app = app
         self.router = router
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router")
+        self.intake_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
+        self.tick_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadlines")
         self.retrier = Retrier()
         self.topics: dict[str, TopicT] = {}
 
@@ -228,25 +258,47 @@ class Pipeline:
         return self.topics[name]
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        """``fn(*args, **kwargs)`` on the router thread."""
+        return await self._on(self.executor, fn, *args, **kwargs)
 
-    async def deliver(self, messages: Sequence[OutMessage]) -> None:
-        pending = [
+    async def call_intake(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` on the intake thread (validation only)."""
+        return await self._on(self.intake_executor, fn, *args, **kwargs)
+
+    async def _on(
+        self, executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        submitted = time.perf_counter()
+
+        def timed() -> T:
+            TIMES.add("executor.queue", time.perf_counter() - submitted)
+            return fn(*args, **kwargs)
+
+        return await loop.run_in_executor(executor, timed)
+
+    async def send(self, messages: Sequence[OutMessage]) -> list[Awaitable[Any]]:
+        """Hand the messages to the producer, in order; each future resolves on the broker's
+        ack."""
+        return [
             await self.topic(m.topic).send(
                 key=m.key.encode() if m.key else None,
                 value=json.dumps(m.value, ensure_ascii=False).encode(),
             )
             for m in messages
         ]
-        for fut in pending:  # the broker's acks, before the input is acknowledged
+
+    async def deliver(self, messages: Sequence[OutMessage]) -> None:
+        """Send and wait for the broker's acks."""
+        for fut in await self.send(messages):
             await fut
 
-    async def process(
-        self, stream: faust.Stream, batch: Sequence[EventT], source: str, handle: Handle
-    ) -> None:
-        """Handle a batch, deliver its outbox, then ack it. A batch that keeps failing is split;
-        a single message that keeps failing is dead-lettered with the error."""
+    async def outbox(
+        self, batch: Sequence[EventT], source: str, handle: Handle
+    ) -> list[OutMessage]:
+        """Handle a batch (database write included) and return its outbox. A batch that keeps
+        failing is split; a single message that keeps failing is dead-lettered with the error."""
+        started = time.perf_counter()
         try:
             out = await self.retrier.run(f"{source} batch", lambda: handle(batch))
         except Exception as exc:  # noqa: BLE001 - poison or bug: isolate it, keep flowing
@@ -257,9 +309,61 @@ class Pipeline:
                 out = []
                 for event in batch:
                     out.extend(await self._one(source, event, handle))
-        await self.retrier.run(f"{source} delivery", lambda: self.deliver(out))
+        TIMES.add(f"{source}.handle", time.perf_counter() - started, len(batch))
+        return out
+
+    async def start_delivery(
+        self, out: Sequence[OutMessage], source: str
+    ) -> list[Awaitable[Any]]:
+        """Send a batch's outbox; the futures of its acks. When even handing it to the producer
+        fails, deliver it with retries right here (nothing is left to wait for then)."""
+        try:
+            return await self.send(out)
+        except Exception as exc:  # noqa: BLE001 - retried (or raised) with the usual policy
+            log.warning("%s delivery: %r; retrying", source, exc)
+            await self.retrier.run(f"{source} delivery", lambda: self.deliver(out))
+            return []
+
+    async def settle(
+        self, stream: faust.Stream, batch: Sequence[EventT], source: str,
+        out: Sequence[OutMessage], sent: Sequence[Awaitable[Any]],
+    ) -> None:
+        """Wait for the broker's acks of a batch's outbox (sending it again when one fails),
+        then acknowledge the batch's input."""
+        started = time.perf_counter()
+        try:
+            for fut in sent:
+                await fut
+        except Exception as exc:  # noqa: BLE001 - retried (or raised) with the usual policy
+            log.warning("%s delivery: %r; sending the batch's outbox again", source, exc)
+            await self.retrier.run(f"{source} delivery", lambda: self.deliver(out))
+        acked = time.perf_counter()
+        TIMES.add(f"{source}.acks", acked - started, len(out))
         for event in batch:
             await stream.ack(event)
+
+    async def run(self, stream: faust.Stream, source: str, handle: Handle) -> None:
+        """An agent's loop. While one batch's outbox waits for the broker's acks, the next
+        batch is already handled (database write included) and its outbox sent; acks of the
+        input stay in order, each after its own outbox is acknowledged. At most one batch waits
+        at a time, so memory stays bounded."""
+        in_flight: asyncio.Future[None] | None = None
+        try:
+            async for batch in batches(stream, source):
+                out = await self.outbox(batch, source, handle)
+                sent = await self.start_delivery(out, source)
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(self.settle(stream, batch, source, out, sent))
+            if in_flight is not None:
+                await in_flight
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()  # unacknowledged: redelivered, and the handlers are idempotent
+
+    async def tick(self, now: datetime) -> None:
+        """The deadline tick (超期), on its own thread, at most `TICK_LIMIT` orders a time."""
+        await self._on(self.tick_executor, self.router.tick, now, limit=TICK_LIMIT)
 
     async def _one(self, source: str, event: EventT, handle: Handle) -> list[OutMessage]:
         try:
@@ -289,7 +393,7 @@ def intake_handler(pipeline: Pipeline) -> Handle:
         return out
 
     async def handle(events: Sequence[EventT]) -> list[OutMessage]:
-        return await pipeline.call(work, [e.value for e in events])
+        return await pipeline.call_intake(work, [e.value for e in events])
 
     return handle
 
@@ -312,18 +416,25 @@ def route_handler(pipeline: Pipeline, stream: faust.Stream, repeats: TableT) -> 
     async def handle(events: Sequence[EventT]) -> list[OutMessage]:
         orders: list[OrderIn] = []
         counts: dict[str, int] = {}
+        entries: dict[str, tuple[EventT, dict[str, str]]] = {}  # key -> (last event, entry)
+        started = time.perf_counter()
         for event in events:
             order = order_from_json(json.loads(event.value))
             key = enterprise_key(order)
             if key.startswith("order:"):
                 counts[order.order_id] = 1
             else:
-                # a batch from `noack_take` is outside faust's per-event context; the table
-                # writes its changelog to the partition of the current event
-                stream._set_current_event(event)
-                seen, counts[order.order_id] = count_repeats(repeats[key], order, window)
-                repeats[key] = seen
+                seen = entries[key][1] if key in entries else repeats[key]
+                seen, counts[order.order_id] = count_repeats(seen, order, window)
+                entries[key] = (event, seen)
             orders.append(order)
+        for key, (event, seen) in entries.items():
+            # one write (one changelog message) per enterprise and batch. A batch from
+            # `noack_take` is outside faust's per-event context; the table writes its changelog
+            # to the partition of the current event (the key's partition)
+            stream._set_current_event(event)
+            repeats[key] = seen
+        TIMES.add("route.table", time.perf_counter() - started, len(events))
         return await pipeline.call(work, orders, counts)
 
     return handle
@@ -350,6 +461,15 @@ def lifecycle_handler(pipeline: Pipeline) -> Handle:
         return await pipeline.call(work, [e.value for e in events])
 
     return handle
+
+
+def tune_worker_process() -> None:
+    """Interpreter settings for a worker process. The router thread is busy with the CPU (the
+    classifier, the database rows) while the event loop does many short system calls (fetch,
+    produce, acks): after each one the loop waits for the GIL for up to the switch interval,
+    5 ms by default, so a produce round trip cost several of those. 1 ms keeps the loop
+    responsive at a small switching cost."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def bootstrap_worker(settings: Settings, *, attempts: int = 5) -> App:
@@ -395,8 +515,8 @@ def create_app(
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
-        broker_commit_every=BATCH,
-        broker_commit_interval=1.0,
+        broker_commit_every=COMMIT_EVERY,
+        broker_commit_interval=COMMIT_INTERVAL_S,
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=HEARTBEAT_S,
         web_bind=web_bind,
@@ -404,6 +524,9 @@ def create_app(
         web_port=settings.metrics_port or 6066,
         web_enabled=True,
         producer_acks=-1,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        stream_buffer_maxsize=STREAM_BUFFER,
+        broker_max_poll_records=MAX_POLL_RECORDS,
     )
     app.hotline = core  # type: ignore[attr-defined]
     setup_prometheus_sensors(app, registry=router.metrics.registry, name_prefix="faust")
@@ -421,21 +544,16 @@ def create_app(
 
     @app.agent(received)
     async def intake(stream: StreamT) -> None:
-        handle = intake_handler(pipeline)
-        async for batch in batches(stream):
-            await pipeline.process(as_stream(stream), batch, RECEIVED, handle)
+        await pipeline.run(as_stream(stream), RECEIVED, intake_handler(pipeline))
 
     @app.agent(by_enterprise)
     async def route(stream: StreamT) -> None:
         handle = route_handler(pipeline, as_stream(stream), repeats)
-        async for batch in batches(stream):
-            await pipeline.process(as_stream(stream), batch, BY_ENTERPRISE, handle)
+        await pipeline.run(as_stream(stream), BY_ENTERPRISE, handle)
 
     @app.agent(events)
     async def lifecycle(stream: StreamT) -> None:
-        handle = lifecycle_handler(pipeline)
-        async for batch in batches(stream):
-            await pipeline.process(as_stream(stream), batch, EVENTS, handle)
+        await pipeline.run(as_stream(stream), EVENTS, lifecycle_handler(pipeline))
 
     @app.task
     async def diagnostics() -> None:
@@ -445,7 +563,7 @@ def create_app(
     @app.timer(interval=TICK_INTERVAL_S)
     async def deadlines() -> None:
         try:
-            await pipeline.call(router.tick, now_local())
+            await pipeline.tick(now_local())
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -24,6 +24,7 @@ from models.store import ApplyResult, ConflictingOrder, Store
 from routing_rules.config import RoutingConfig
 from routing_rules.engine import RoutingEngine
 from streams.intake import IntakeError, normalize
+from streams.stage_timing import TIMES
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,9 @@ class Router:
         """
         outcomes: list[Outcome | None] = [None] * len(orders)
         to_route: list[tuple[int, OrderIn, bool]] = []  # (position, order, is new)
-        for i, (order, status) in enumerate(zip(orders, self.store.admit(orders), strict=True)):
+        with TIMES.stage("router.admit", len(orders)):
+            admitted = self.store.admit(orders)
+        for i, (order, status) in enumerate(zip(orders, admitted, strict=True)):
             if status == "conflict":
                 outcomes[i] = self._dead_letter(
                     source, "CONFLICT", f"工单编号 {order.order_id} 已存在且内容不同",
@@ -228,6 +231,8 @@ class Router:
         started = time.perf_counter()
         predictions = self.classifier.predict([o for _, o, _ in to_route], k=3)
         self.metrics.classification.observe(time.perf_counter() - started)
+        TIMES.add("router.classify", time.perf_counter() - started, len(to_route))
+        decided = time.perf_counter()
         counts = dict(repeat_counts) if repeat_counts else self._repeat_counts(
             [o for _, o, _ in to_route]
         )
@@ -242,7 +247,10 @@ class Router:
                                                  at=order.received_at))
             for (_, order, is_new), d in zip(to_route, decisions, strict=True)
         ]
-        results = self.store.dispatch_batch(items)
+        TIMES.add("router.decide", time.perf_counter() - decided, len(items))
+        with TIMES.stage("router.db_write", len(items)):
+            results = self.store.dispatch_batch(items)
+        built = time.perf_counter()
         for k, ((i, order, is_new), decision) in enumerate(zip(to_route, decisions, strict=True)):
             if results is None:  # another writer raced us: the careful one-by-one path
                 outcomes[i] = self._route_one(order, decision, source)
@@ -253,6 +261,7 @@ class Router:
                 status="manual" if decision.manual else "dispatched", order_id=order.order_id,
                 decision=decision, outbox=self._after_dispatch(order, decision, results[k]),
             )
+        TIMES.add("router.outbox", time.perf_counter() - built, len(items))
         self.metrics.dispatch_latency.observe(time.perf_counter() - started)
         return [o for o in outcomes if o is not None]
 
@@ -489,14 +498,15 @@ class Router:
         returned = self.store.lifecycle(event.order_id).returned_units
         return returned[-1] if returned else ""
 
-    def tick(self, now: datetime) -> list[ApplyResult]:
-        """Raise overdue events for every passed deadline; refresh the queue gauges."""
-        results = self.store.tick_deadlines(now)
+    def tick(self, now: datetime, *, limit: int | None = None) -> list[ApplyResult]:
+        """Raise overdue events for every passed deadline (with ``limit``: for that many orders,
+        the earliest due; the rest on a later tick); refresh the queue gauges."""
+        results = self.store.tick_deadlines(now, limit=limit)
         for r in results:
             self._count_event(r)
         self.refresh_gauges()
         return results
 
     def refresh_gauges(self) -> None:
-        self.metrics.manual_queue.set(len(self.store.queue("manual")))
-        self.metrics.overdue.set(len(self.store.queue("overdue")))
+        self.metrics.manual_queue.set(self.store.queue_size("manual"))
+        self.metrics.overdue.set(self.store.queue_size("overdue"))

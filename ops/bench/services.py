@@ -22,18 +22,23 @@ def _script(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _ensure(path: Path, name: str, extra: tuple[str, ...] = ()) -> bool:
-    """True when this call started the service."""
+    """True when this call started the service (and so may stop it afterwards)."""
     status = _script(path, "status")
     if status.returncode == 0:
         return False
     if "but not answering" in status.stdout:  # someone else's broker is still starting
         _script(path, "wait")
         return False
+    started = True
     for step in ("start", *extra):
         done = _script(path, step)
         if done.returncode != 0:
             raise RuntimeError(f"{name} 启动失败（{step}）：{done.stderr.strip()[-500:]}")
-    return True
+        if step == "start" and "already running" in done.stdout:
+            # the status probe failed (a busy server answers slowly) but the server was up:
+            # it is someone else's, never ours to stop
+            started = False
+    return started
 
 
 @dataclass

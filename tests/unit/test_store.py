@@ -13,7 +13,7 @@ import pytest
 
 from models.lifecycle import LifecycleEvent, State
 from models.records import Candidate, Decision, OrderIn
-from models.store import ConflictingOrder, OrderNotFound, Store
+from models.store import QUEUES, ConflictingOrder, OrderNotFound, Store
 
 T0 = datetime(2025, 3, 3, 9, 0)  # a Monday
 TOWN = "朱泾镇"
@@ -174,6 +174,28 @@ class StoreContract:
         late = store.tick_deadlines(datetime(2025, 4, 1))  # GD2's 办结 (10 working days)
         assert [r.applied[0].data["deadline"] for r in late] == ["办结"]
         assert {o.id for o in store.queue("overdue")} == {"GD1", "GD2"}
+
+    def test_tick_deadlines_with_a_limit_takes_the_earliest_due_first(self, store: Store) -> None:
+        store.add_order(order())
+        store.add_order(order("GD2", text="另一件诉求", credit_code=None,
+                              received_at=T0 + timedelta(hours=1)))
+        self.dispatch(store)
+        self.dispatch(store, "GD2")
+        first = store.tick_deadlines(datetime(2025, 3, 5), limit=1)
+        assert [r.applied[0].order_id for r in first] == ["GD1"]
+        assert [r.applied[0].order_id for r in store.tick_deadlines(datetime(2025, 3, 5))] == [
+            "GD2"]
+
+    def test_queue_size_counts_what_queue_lists(self, store: Store) -> None:
+        store.add_order(order())
+        store.add_order(order("GD2", text="另一件诉求", credit_code=None))
+        store.add_order(order("GD3", text="第三件诉求", credit_code=None))
+        self.dispatch(store)
+        self.dispatch(store, "GD2")
+        store.tick_deadlines(datetime(2025, 3, 5))
+        sizes = {name: store.queue_size(name) for name in QUEUES}
+        assert sizes == {name: len(store.queue(name)) for name in QUEUES}
+        assert sizes["overdue"] == 2 and sizes["new"] == 1
 
     def test_repeat_count_by_credit_code_else_name(self, store: Store) -> None:
         store.add_order(order("A1"))
