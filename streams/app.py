@@ -47,6 +47,8 @@ from streams.faults import (
     is_transient,
 )
 from streams.diagnostics import install_stack_dump
+from streams.gaps import CHECK_INTERVAL_S as GAP_CHECK_INTERVAL_S
+from streams.gaps import GapWatch, heal
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 from streams.stage_timing import TIMES
@@ -554,6 +556,12 @@ def create_app(
     @app.agent(events)
     async def lifecycle(stream: StreamT) -> None:
         await pipeline.run(as_stream(stream), EVENTS, lifecycle_handler(pipeline))
+
+    gap_watch = GapWatch()
+
+    @app.timer(interval=GAP_CHECK_INTERVAL_S)
+    async def heal_gaps() -> None:  # a partition that stopped short is read again
+        await heal(app, gap_watch, time.monotonic())
 
     @app.task
     async def diagnostics() -> None:
