@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from streams.diagnostics import task_stacks, thread_stacks
 
@@ -15,18 +16,23 @@ async def _outer_wait(event: asyncio.Event) -> None:
     await _inner_wait(event)
 
 
-def test_task_stacks_show_the_whole_await_chain() -> None:
+def dump_of(waiter: Callable[[asyncio.Event], Awaitable[None]], name: str) -> str:
+    """The dump's section for a task named `name` running `waiter` while it is suspended."""
+
     async def main() -> str:
         event = asyncio.Event()
-        task = asyncio.create_task(_outer_wait(event), name="stalled-agent")
+        task = asyncio.create_task(waiter(event), name=name)
         await asyncio.sleep(0)
         dump = task_stacks()
         event.set()
         await task
         return dump
 
-    dump = asyncio.run(main())
-    section = dump.split("--- task stalled-agent\n", 1)[1].split("--- task", 1)[0]
+    return asyncio.run(main()).split(f"--- task {name}\n", 1)[1].split("--- task", 1)[0]
+
+
+def test_task_stacks_show_the_whole_await_chain() -> None:
+    section = dump_of(_outer_wait, "stalled-agent")
     assert "_outer_wait" in section and "_inner_wait" in section
 
 
@@ -47,15 +53,5 @@ async def _agent(event: asyncio.Event) -> None:
 def test_task_stacks_go_into_an_async_for() -> None:
     """An agent waits inside `async for batch in stream.noack_take(...)`: the dump shows the
     generator's frame too, not only the agent's."""
-
-    async def main() -> str:
-        event = asyncio.Event()
-        task = asyncio.create_task(_agent(event), name="agent")
-        await asyncio.sleep(0)
-        dump = task_stacks()
-        event.set()
-        await task
-        return dump
-
-    section = asyncio.run(main()).split("--- task agent\n", 1)[1].split("--- task", 1)[0]
+    section = dump_of(_agent, "agent")
     assert "_agent" in section and "_batches" in section
