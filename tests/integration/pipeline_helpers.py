@@ -360,7 +360,11 @@ def feeds_by_order(bootstrap: str, prefix: str) -> dict[str, list[tuple[str, dic
 def delete_topics(bootstrap: str, prefix: str) -> None:
     from kafka import KafkaAdminClient  # type: ignore[import-untyped]
 
-    names = list_topics(bootstrap, prefix)
+    try:
+        names = list_topics(bootstrap, prefix)
+    except Exception as exc:  # noqa: BLE001 - e.g. a test that failed with its broker down
+        logging.getLogger(__name__).warning("listing test topics failed: %s", exc)
+        return
     if not names:
         return
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hotline-it-cleanup")

@@ -46,7 +46,9 @@ from tests.integration.test_kafka_pipeline import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ORDERS = 600
+ORDERS = 600  # the backlog of the PostgreSQL outage
+BROKER_ORDERS = 3000  # the backlog of the broker restart ...
+FIRST = 200  # ... of which this much arrives first, the rest just before the broker stops
 OUTAGE_S = 30
 KAFKA_SH = PROJECT_ROOT / "ops" / "kafka" / "kafka.sh"
 PG_SH = PROJECT_ROOT / "ops" / "postgres" / "pg.sh"
@@ -116,6 +118,13 @@ def private_kafka(tmp_path: Path) -> Iterator[dict[str, str]]:
 def ingest(p: Pipeline, tmp_path: Path, prefix: str, n: int = ORDERS) -> None:
     path = write_jsonl(tmp_path / f"{prefix}.jsonl", make_orders(n, prefix=prefix))
     p.cli("ingest", str(path), timeout=120)
+
+
+def ingest_rest(p: Pipeline, tmp_path: Path, prefix: str) -> None:
+    """Orders FIRST..BROKER_ORDERS of `prefix`, sent just before a fault, so that the worker is
+    mid-stream when it strikes however fast it is (`ingest(..., FIRST)` sent the first ones)."""
+    rest = make_orders(BROKER_ORDERS, prefix=prefix)[FIRST:]
+    p.cli("ingest", str(write_jsonl(tmp_path / f"{prefix}-rest.jsonl", rest)), timeout=120)
 
 
 def check_consistent(db: Db, prefix: str, n: int) -> None:
@@ -227,17 +236,18 @@ def test_broker_restarted_mid_stream(
         with running_pipeline(bootstrap, schema.url, make_topic_prefix("broker-restart"),
                               tmp_path / "logs") as p:
             w = p.start_worker("k-1")
-            ingest(p, tmp_path, prefix)
+            ingest(p, tmp_path, prefix, FIRST)
             db = Db(schema.url)
             try:
                 wait_until(lambda: db.routed(prefix) >= 50, timeout=90, what="the worker under way")
+                ingest_rest(p, tmp_path, prefix)
                 run_script(KAFKA_SH, "stop", private_kafka)
-                assert db.routed(prefix) < ORDERS, "finished before the broker stopped"
+                assert db.routed(prefix) < BROKER_ORDERS, "finished before the broker stopped"
                 time.sleep(5)
                 run_script(KAFKA_SH, "start", private_kafka)
                 run_script(KAFKA_SH, "wait", private_kafka)
-                wait_routed(p, db, prefix, ORDERS, timeout=180)
-                check_consistent(db, prefix, ORDERS)
+                wait_routed(p, db, prefix, BROKER_ORDERS, timeout=240)
+                check_consistent(db, prefix, BROKER_ORDERS)
                 assert w.alive(), w.tail()
             finally:
                 db.close()
