@@ -285,17 +285,10 @@ class Store:
             applied_event_ids=set(ids), version=row.version,
         )
 
-    def record_decision(self, decision: Decision) -> int:
-        """Store a dispatch decision; fill the order's 诉求类型 (if unknown), model, confidence."""
-        with Session(self.engine) as s:
-            row = self._add_decision(s, decision)
-            s.commit()
-            s.refresh(row)
-            assert row.id is not None
-            return row.id
-
     @staticmethod
     def _add_decision(s: Session, decision: Decision) -> DispatchDecisionRow:
+        """Stage a dispatch decision in `s`; fill the order's 诉求类型 (if unknown), model and
+        confidence (decisions are stored only with the event that carries them out)."""
         row = _decision_row(decision)
         s.add(row)
         values: dict[str, Any] = {

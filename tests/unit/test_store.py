@@ -72,8 +72,7 @@ class StoreContract:
 
     def test_apply_writes_events_and_snapshot(self, store: Store) -> None:
         store.add_order(order())
-        store.record_decision(decision())
-        self.dispatch(store)
+        assert store.apply(ev("OrderDispatched", unit=TOWN), decision=decision()).applied
         row = store.get_order("GD1")
         assert row is not None
         assert (row.state, row.lead_unit, row.co_units) == (State.DISPATCHED.value, TOWN, [])
