@@ -48,7 +48,7 @@ from streams.faults import (
 )
 from streams.diagnostics import install_stack_dump
 from streams.gaps import CHECK_INTERVAL_S as GAP_CHECK_INTERVAL_S
-from streams.gaps import GapWatch, heal
+from streams.gaps import GapWatch, heal, seek_to_committed_or_start, strict_new_offset
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 from streams.stage_timing import TIMES
@@ -169,14 +169,23 @@ class NoReadOffsets(dict[Any, int | None]):
 
 
 class HotlineApp(faust.App):
-    """The faust app, with a consumer that never drops a fetched message, and that lets only
-    the acknowledgements of handled messages move the committed offset."""
+    """The faust app, with a consumer that never drops a fetched message, that lets only the
+    acknowledgements of handled messages move the committed offset, and only over a run that
+    starts at the committed position (streams.gaps)."""
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
         consumer._read_offset = NoReadOffsets()  # type: ignore[attr-defined]
         consumer.ack = functools.partial(  # type: ignore[method-assign]
             ack_current_generation, self, consumer.ack, consumer
+        )
+        # streams.gaps: commit only a run that starts at the committed position; after a
+        # rebalance go back to the committed offset or, with none, to the start of the log
+        consumer._new_offset = functools.partial(  # type: ignore[attr-defined]
+            strict_new_offset, consumer, consumer._new_offset
+        )
+        consumer.perform_seek = functools.partial(  # type: ignore[method-assign]
+            seek_to_committed_or_start, self, consumer
         )
         return consumer
 

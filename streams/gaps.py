@@ -1,19 +1,40 @@
-"""Self-healing of a partition that stopped short (缺口自愈).
+"""Offset discipline (偏移纪律): a worker commits only what it handled, in order, and heals a
+partition that stopped short (缺口自愈).
 
-Within a partition a worker handles and acknowledges messages in order. So when the lowest
-acknowledged offset of a partition stays above its committed offset, the messages in between
-were lost inside the consumer (faust skips messages it pulls while its flow is held and never
-hands them to the agent), and the commit can never move again: the partition is stuck. After
-`GRACE_S` seconds of the same gap, with the flow running and no rebalance, the consumer is sent
-back to the committed offset; the messages come again and the idempotent handlers absorb the
-ones already handled.
+faust's consumer, as shipped, can commit past messages nobody handled and can stop short:
+
+* its commit rule takes the first run of acknowledged offsets and commits past it even when
+  the run starts one offset above the committed position, and when the committed position is
+  0 or unknown (a new group on a new topic) it does not look at the head at all;
+* after a rebalance it seeks every partition back to its committed offset, except a partition
+  whose committed offset is 0 or none (aiokafka's `seek_to_committed` skips those), which keeps
+  its fetch position past the messages the rebalance discarded;
+* its Cython stream iterator drops, without acknowledging or tracking them, the messages it
+  pulls while the flow is held or from an older consumer generation. That is safe only if a
+  seek brings them back, which the point above does not always do.
+
+The fixes, installed on the consumer by `streams.app.HotlineApp`:
+
+1. `strict_new_offset`: the commit moves only over a run of acknowledged offsets that starts
+   exactly at the committed position. A missing message holds the commit; it never skips it.
+2. `seek_to_committed_or_start`: after a rebalance every stream partition goes back to its
+   committed offset, or to the start of the log when nothing was committed, and the consumer
+   remembers that position as the committed one, so rule 1 always has a floor.
+3. `GapWatch` and `heal`: a partition is stuck when, for `GRACE_S` seconds with the flow
+   running and no rebalance, either its lowest acknowledged offset stays above the committed
+   one (a head gap), or it has messages past the committed offset while the worker holds none
+   in hand and has acknowledged none of them (the messages vanished inside the consumer). The
+   consumer is then sent back to the committed offset; the messages come again and the
+   idempotent handlers absorb the ones already handled.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+from faust.types import TP
 
 log = logging.getLogger(__name__)
 
@@ -21,23 +42,80 @@ GRACE_S = 15.0  # a batch in flight acknowledges within seconds; a gap this old 
 CHECK_INTERVAL_S = 5.0
 
 
+def strict_new_offset(
+    consumer: Any, new_offset: Callable[[Any], int | None], tp: Any
+) -> int | None:
+    """The offset to commit for `tp`: faust's `_new_offset`, but only when the acknowledged
+    run starts exactly at the committed position (offsets below it are old news and dropped)."""
+    acked: list[int] = consumer._acked[tp]
+    if not acked:
+        return None
+    committed = consumer._committed_offset.get(tp)
+    if committed is not None:
+        stale = [o for o in acked if o < committed]
+        if stale:
+            acked[:] = [o for o in acked if o >= committed]
+            consumer._acked_index[tp].difference_update(stale)
+            if not acked:
+                return None
+        if min(acked) != committed:
+            return None  # a head gap: the commit waits; the gap watch heals it
+    return new_offset(tp)
+
+
+def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
+    """The partitions whose messages agents acknowledge (not the tables' changelogs)."""
+    return [tp for tp in tps if app.topics.acks_enabled_for(tp.topic)]
+
+
+async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
+    """`Consumer.perform_seek`, with a floor: each stream partition goes back to its committed
+    offset, or to the start of its log when none was committed (or 0), and that position is
+    remembered as committed."""
+    committed = await consumer.seek_to_committed()
+    positions: dict[Any, int] = {
+        TP(tp.topic, tp.partition): off for tp, off in committed.items() if off
+    }
+    unset = [TP(tp.topic, tp.partition) for tp, off in committed.items() if not off]
+    unset = stream_partitions(app, unset)
+    if unset:
+        starts = await consumer.earliest_offsets(*unset)
+        floors = {tp: int(starts.get(tp) or 0) for tp in unset}
+        await consumer.seek_wait(floors)
+        positions.update(floors)
+    consumer._committed_offset.update(positions)
+
+
 class GapWatch:
-    """Remembers since when each partition has had its current head gap."""
+    """Remembers since when each partition has been stuck at its current committed offset."""
 
     def __init__(self, grace_s: float = GRACE_S) -> None:
         self.grace_s = grace_s
         self.since: dict[Any, tuple[int, float]] = {}
 
     def stuck(
-        self, acked: Mapping[Any, Sequence[int]], committed: Mapping[Any, int | None], now: float
+        self,
+        acked: Mapping[Any, Sequence[int]],
+        committed: Mapping[Any, int | None],
+        now: float,
+        *,
+        behind: Mapping[Any, int] | None = None,
+        in_hand: int = 0,
     ) -> dict[Any, int]:
-        """Partitions whose head gap (committed < lowest acked) has lasted `grace_s`: the
-        offset to go back to, each."""
+        """Partitions stuck for `grace_s` at the same committed offset: the offset to go back
+        to, each. Stuck means a head gap (committed < lowest acked), or, with nothing in hand
+        (`in_hand` messages tracked and not yet acknowledged), messages past the committed
+        offset (`behind`: partition → log end) and none of them acknowledged."""
         gaps: dict[Any, int] = {}
         for tp, offsets in acked.items():
             done = committed.get(tp)
             if offsets and done is not None and min(offsets) > done:
                 gaps[tp] = done
+        if not in_hand:
+            for tp, end in (behind or {}).items():
+                done = committed.get(tp)
+                if done is not None and end > done and not acked.get(tp):
+                    gaps[tp] = done
         self.since = {
             tp: self.since[tp] if tp in self.since and self.since[tp][0] == off else (off, now)
             for tp, off in gaps.items()
@@ -48,6 +126,19 @@ class GapWatch:
         self.since.clear()
 
 
+def log_ends(consumer: Any, tps: Iterable[Any]) -> dict[Any, int]:
+    """The log end offset of each partition as the consumer last saw it (None is skipped)."""
+    ends: dict[Any, int] = {}
+    for tp in tps:
+        try:
+            end = consumer.highwater(tp)
+        except Exception:  # not fetched yet, or the partition just left
+            continue
+        if end is not None:
+            ends[tp] = end
+    return ends
+
+
 async def heal(app: Any, watch: GapWatch, now: float) -> dict[Any, int]:
     """Send the consumer back to the committed offset of every stuck partition it still holds
     (nothing while a rebalance or the flow is held: the rebalance seeks by itself)."""
@@ -56,12 +147,14 @@ async def heal(app: Any, watch: GapWatch, now: float) -> dict[Any, int]:
         watch.reset()
         return {}
     assigned = consumer.assignment()
-    stuck = {
-        tp: off for tp, off in watch.stuck(consumer._acked, consumer._committed_offset, now).items()
-        if tp in assigned
-    }
+    behind = log_ends(consumer, stream_partitions(app, assigned))
+    found = watch.stuck(
+        consumer._acked, consumer._committed_offset, now,
+        behind=behind, in_hand=len(consumer._unacked_messages),
+    )
+    stuck = {tp: off for tp, off in found.items() if tp in assigned}
     if stuck:
-        log.warning("分区停在已提交偏移处（其后的消息已确认）：回到已提交偏移重新消费 %s",
+        log.warning("分区停在已提交偏移处（其后的消息未处理）：回到已提交偏移重新消费 %s",
                     {str(tp): off for tp, off in stuck.items()})
         await consumer.seek_wait(stuck)
         watch.reset()

@@ -1,12 +1,18 @@
-"""A partition whose lowest acknowledged offset stays above its committed offset is read again
-from the committed offset (streams.gaps)."""
+"""Offset discipline (streams.gaps): commits move only over a run that starts at the committed
+position; a rebalance goes back to the committed offset or the start of the log; a partition
+that stopped short (a head gap, or messages past the commit that vanished inside the consumer)
+is read again from the committed offset."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from streams.gaps import GapWatch, heal
+from collections import defaultdict
+
+from faust.types import TP
+
+from streams.gaps import GapWatch, heal, seek_to_committed_or_start, strict_new_offset
 
 
 def test_a_head_gap_is_stuck_only_after_the_grace_period() -> None:
@@ -27,6 +33,9 @@ def test_a_gap_that_moves_or_closes_starts_over() -> None:
     assert watch.stuck({"p0": [80]}, {"p0": 66}, now=41.0) == {}  # a new gap, a new clock
 
 
+P0 = TP("hotline.workorders.received", 0)
+
+
 class _Flow:
     def __init__(self, active: bool) -> None:
         self.active = active
@@ -37,20 +46,31 @@ class _Flow:
 
 class _Consumer:
     def __init__(self) -> None:
-        self._acked = {"p0": [60, 61]}
-        self._committed_offset = {"p0": 50}
+        self._acked: dict[Any, list[int]] = {P0: [60, 61]}
+        self._committed_offset: dict[Any, int | None] = {P0: 50}
+        self._unacked_messages: set[Any] = set()
+        self.ends: dict[Any, int] = {}
         self.sought: list[dict[str, int]] = []
 
-    def assignment(self) -> set[str]:
-        return {"p0"}
+    def assignment(self) -> set[Any]:
+        return set(self._committed_offset)
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.ends.get(tp)
 
     async def seek_wait(self, partitions: dict[str, int]) -> None:
         self.sought.append(dict(partitions))
 
 
+class _Topics:
+    def acks_enabled_for(self, topic: str) -> bool:
+        return not topic.endswith("-changelog")
+
+
 class _App:
     def __init__(self, *, rebalancing: bool = False, flowing: bool = True) -> None:
         self.consumer = _Consumer()
+        self.topics = _Topics()
         self.rebalancing = rebalancing
         self.flow_control = _Flow(flowing)
 
@@ -59,9 +79,88 @@ def test_heal_seeks_back_to_the_committed_offset_but_not_during_a_rebalance() ->
     watch = GapWatch(grace_s=15)
     app: Any = _App()
     asyncio.run(heal(app, watch, 0.0))
-    assert asyncio.run(heal(app, watch, 16.0)) == {"p0": 50}
-    assert app.consumer.sought == [{"p0": 50}]
+    assert asyncio.run(heal(app, watch, 16.0)) == {P0: 50}
+    assert app.consumer.sought == [{P0: 50}]
     held: Any = _App(rebalancing=True)
     watch = GapWatch(grace_s=15)
     asyncio.run(heal(held, watch, 0.0))
     assert asyncio.run(heal(held, watch, 16.0)) == {} and held.consumer.sought == []
+
+
+def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_is_idle() -> None:
+    watch = GapWatch(grace_s=15)
+    app: Any = _App()
+    tp = TP("hotline.workorders.by-enterprise", 0)
+    app.consumer._acked = {}
+    app.consumer._committed_offset = {tp: 51}
+    app.consumer.ends = {tp: 300}  # 249 messages past the commit, none acknowledged
+    app.consumer._unacked_messages = {"a message in hand"}
+    asyncio.run(heal(app, watch, 0.0))
+    assert asyncio.run(heal(app, watch, 20.0)) == {}  # busy: the batch in hand may be slow
+    app.consumer._unacked_messages = set()
+    asyncio.run(heal(app, watch, 25.0))
+    assert asyncio.run(heal(app, watch, 35.0)) == {}  # idle for 10 s only
+    assert asyncio.run(heal(app, watch, 40.0)) == {tp: 51}
+    assert app.consumer.sought == [{tp: 51}]
+
+
+def test_a_partition_that_is_caught_up_or_acknowledging_is_not_stuck() -> None:
+    watch = GapWatch(grace_s=15)
+    behind = {"p0": 51, "p1": 90}
+    committed: dict[str, int | None] = {"p0": 51, "p1": 60}
+    acked = {"p1": [60, 61]}  # p1 moves: its commit is only waiting for the committer
+    for now in (0.0, 10.0, 20.0, 30.0):
+        assert watch.stuck(acked, committed, now, behind=behind) == {}
+
+
+class _Strict:
+    def __init__(self, committed: int | None, acked: list[int]) -> None:
+        self._committed_offset = defaultdict(lambda: None, {"p0": committed})
+        self._acked = {"p0": list(acked)}
+        self._acked_index = {"p0": set(acked)}
+
+    def faust_new_offset(self, tp: Any) -> int | None:  # faust's rule: the first run, plus 1
+        run = sorted(self._acked[tp])
+        end = run[0]
+        while end + 1 in run:
+            end += 1
+        return end + 1
+
+
+def test_the_commit_never_skips_a_message_that_was_not_acknowledged() -> None:
+    # faust, as shipped, commits 56 here: offset 51 was never handled
+    c = _Strict(51, [52, 53, 54, 55])
+    assert strict_new_offset(c, c.faust_new_offset, "p0") is None
+    c = _Strict(51, [51, 52, 53, 55])
+    assert strict_new_offset(c, c.faust_new_offset, "p0") == 54
+    c = _Strict(0, [3, 4])  # committed 0 counts (faust reads 0 as "no check")
+    assert strict_new_offset(c, c.faust_new_offset, "p0") is None
+    c = _Strict(60, [55, 58, 60, 61])  # acknowledged before another worker committed past them
+    assert strict_new_offset(c, c.faust_new_offset, "p0") == 62
+    assert c._acked["p0"] == [60, 61] and c._acked_index["p0"] == {60, 61}
+
+
+class _Seeking(_Consumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self._committed_offset = defaultdict(lambda: None)
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        # aiokafka seeks only the partitions with a committed offset above 0
+        return {
+            TP("t", 0): 40, TP("t", 1): None, TP("t", 2): 0, TP("t-changelog", 0): None,
+        }
+
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return {tp: 7 if tp.partition == 1 else 0 for tp in tps}
+
+    async def seek_wait(self, partitions: dict[Any, int]) -> None:
+        self.sought.append(dict(partitions))
+
+
+def test_a_rebalance_rewinds_partitions_with_nothing_committed_to_the_start_of_the_log() -> None:
+    app: Any = _App()
+    consumer = _Seeking()
+    asyncio.run(seek_to_committed_or_start(app, consumer))
+    assert consumer.sought == [{TP("t", 1): 7, TP("t", 2): 0}]  # not the table's changelog
+    assert dict(consumer._committed_offset) == {TP("t", 0): 40, TP("t", 1): 7, TP("t", 2): 0}
