@@ -59,6 +59,11 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=reg,
         )
+        self.rewinds = Counter(
+            "hotline_consumer_rewinds",
+            "Partitions sent back to their committed offset after stopping short (缺口自愈)",
+            ["topic"], registry=reg,
+        )
         self.consumer_lag = Gauge(
             "hotline_consumer_lag", "Consumer lag per topic partition", ["topic", "partition"],
             registry=reg,

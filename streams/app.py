@@ -570,7 +570,7 @@ def create_app(
 
     @app.timer(interval=GAP_CHECK_INTERVAL_S)
     async def heal_gaps() -> None:  # a partition that stopped short is read again
-        await heal(app, gap_watch, time.monotonic())
+        await heal(app, gap_watch, time.monotonic(), router.metrics.rewinds)
 
     @app.task
     async def diagnostics() -> None:

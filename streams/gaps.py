@@ -139,9 +139,12 @@ def log_ends(consumer: Any, tps: Iterable[Any]) -> dict[Any, int]:
     return ends
 
 
-async def heal(app: Any, watch: GapWatch, now: float) -> dict[Any, int]:
+async def heal(
+    app: Any, watch: GapWatch, now: float, rewinds: Any = None
+) -> dict[Any, int]:
     """Send the consumer back to the committed offset of every stuck partition it still holds
-    (nothing while a rebalance or the flow is held: the rebalance seeks by itself)."""
+    (nothing while a rebalance or the flow is held: the rebalance seeks by itself); count each
+    in `rewinds` (a prometheus Counter labelled by topic) when given."""
     consumer = app.consumer
     if app.rebalancing or not app.flow_control.is_active():
         watch.reset()
@@ -156,6 +159,12 @@ async def heal(app: Any, watch: GapWatch, now: float) -> dict[Any, int]:
     if stuck:
         log.warning("分区停在已提交偏移处（其后的消息未处理）：回到已提交偏移重新消费 %s",
                     {str(tp): off for tp, off in stuck.items()})
-        await consumer.seek_wait(stuck)
+        try:
+            await consumer.seek_wait(stuck)
+        except Exception as exc:  # the broker is away: the seek waits for it; try again later
+            log.warning("回到已提交偏移失败，稍后重试：%r", exc)
+            return {}
         watch.reset()
+        for tp in stuck if rewinds is not None else ():
+            rewinds.labels(tp.topic).inc()
     return stuck

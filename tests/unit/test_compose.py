@@ -32,6 +32,7 @@ ALLOWED_METRICS = frozenset(
         "hotline_supervised_total",
         "hotline_dead_letters_total",
         "hotline_consumer_lag",
+        "hotline_consumer_rewinds_total",
         "hotline_unit_open_orders",
     }
     | {f"{name}_{suffix}" for name in HISTOGRAMS for suffix in ("bucket", "sum", "count")}
@@ -40,6 +41,7 @@ ALERTED_METRICS = {
     "hotline_overdue_orders",
     "hotline_dead_letters_total",
     "hotline_consumer_lag",
+    "hotline_consumer_rewinds_total",
     "hotline_manual_queue_size",
 }
 METRIC_NAME = re.compile(r"\bhotline_[a-z0-9_]+")

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from faust.types import TP
 
+from hotline.metrics import Metrics
 from streams.gaps import GapWatch, heal, seek_to_committed_or_start, strict_new_offset
 
 
@@ -98,10 +99,12 @@ def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_i
     asyncio.run(heal(app, watch, 0.0))
     assert asyncio.run(heal(app, watch, 20.0)) == {}  # busy: the batch in hand may be slow
     app.consumer._unacked_messages = set()
-    asyncio.run(heal(app, watch, 25.0))
-    assert asyncio.run(heal(app, watch, 35.0)) == {}  # idle for 10 s only
-    assert asyncio.run(heal(app, watch, 40.0)) == {tp: 51}
+    rewinds = Metrics().rewinds
+    asyncio.run(heal(app, watch, 25.0, rewinds))
+    assert asyncio.run(heal(app, watch, 35.0, rewinds)) == {}  # idle for 10 s only
+    assert asyncio.run(heal(app, watch, 40.0, rewinds)) == {tp: 51}
     assert app.consumer.sought == [{tp: 51}]
+    assert rewinds.labels(tp.topic)._value.get() == 1
 
 
 def test_a_partition_that_is_caught_up_or_acknowledging_is_not_stuck() -> None:
@@ -164,3 +167,18 @@ def test_a_rebalance_rewinds_partitions_with_nothing_committed_to_the_start_of_t
     asyncio.run(seek_to_committed_or_start(app, consumer))
     assert consumer.sought == [{TP("t", 1): 7, TP("t", 2): 0}]  # not the table's changelog
     assert dict(consumer._committed_offset) == {TP("t", 0): 40, TP("t", 1): 7, TP("t", 2): 0}
+
+
+def test_a_seek_that_fails_while_the_broker_is_away_is_tried_again_later() -> None:
+    watch = GapWatch(grace_s=15)
+    app: Any = _App()
+
+    async def unreachable(partitions: dict[Any, int]) -> None:
+        raise TimeoutError("broker away")
+
+    app.consumer.seek_wait = unreachable
+    asyncio.run(heal(app, watch, 0.0))
+    assert asyncio.run(heal(app, watch, 16.0)) == {}  # no crash of the worker's timer
+    assert watch.since  # still watched: the next check tries again
+    del app.consumer.seek_wait
+    assert asyncio.run(heal(app, watch, 21.0)) == {P0: 50}
