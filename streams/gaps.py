@@ -22,8 +22,8 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
    remembers that position as the committed one, so rule 1 always has a floor.
 3. `GapWatch` and `heal`: a partition is stuck when, for `GRACE_S` seconds with the flow
    running and no rebalance, either its lowest acknowledged offset stays above the committed
-   one (a head gap), or it has messages past the committed offset while the worker holds none
-   in hand and has acknowledged none of them (the messages vanished inside the consumer). The
+   one (a head gap), or it has fetched messages past the committed offset while the worker
+   holds none in hand and has acknowledged none of them (they vanished inside the consumer). The
    consumer is then sent back to the committed offset; the messages come again and the
    idempotent handlers absorb the ones already handled.
 """
@@ -34,6 +34,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from aiokafka.structs import TopicPartition
 from faust.types import TP
 
 log = logging.getLogger(__name__)
@@ -99,20 +100,21 @@ class GapWatch:
         committed: Mapping[Any, int | None],
         now: float,
         *,
-        behind: Mapping[Any, int] | None = None,
+        fetched: Mapping[Any, int] | None = None,
         in_hand: int = 0,
     ) -> dict[Any, int]:
         """Partitions stuck for `grace_s` at the same committed offset: the offset to go back
         to, each. Stuck means a head gap (committed < lowest acked), or, with nothing in hand
-        (`in_hand` messages tracked and not yet acknowledged), messages past the committed
-        offset (`behind`: partition → log end) and none of them acknowledged."""
+        (`in_hand` messages tracked and not yet acknowledged), messages fetched past the
+        committed offset (`fetched`: partition → fetch position) and none of them acknowledged.
+        Lag alone is not enough: while the broker is away nothing is fetched."""
         gaps: dict[Any, int] = {}
         for tp, offsets in acked.items():
             done = committed.get(tp)
             if offsets and done is not None and min(offsets) > done:
                 gaps[tp] = done
         if not in_hand:
-            for tp, end in (behind or {}).items():
+            for tp, end in (fetched or {}).items():
                 done = committed.get(tp)
                 if done is not None and end > done and not acked.get(tp):
                     gaps[tp] = done
@@ -126,17 +128,31 @@ class GapWatch:
         self.since.clear()
 
 
-def log_ends(consumer: Any, tps: Iterable[Any]) -> dict[Any, int]:
-    """The log end offset of each partition as the consumer last saw it (None is skipped)."""
-    ends: dict[Any, int] = {}
+def consumer_started(consumer: Any) -> bool:
+    thread = getattr(consumer, "_thread", None)
+    return getattr(thread, "_consumer", None) is not None
+
+
+def fetch_positions(consumer: Any, tps: Iterable[Any]) -> dict[Any, int]:
+    """How far the consumer has fetched each partition (the next offset it will hand over),
+    read from aiokafka's subscription state as faust's own slow-processing check does; a
+    partition without a valid position (being reset, or just left) is skipped."""
+    try:
+        assignment = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription
+        states = assignment.assignment
+    except Exception as exc:  # not started yet, or an aiokafka whose layout differs
+        if consumer_started(consumer):
+            log.warning("读不到消费位置，缺口自愈只看已确认偏移：%r", exc)
+        return {}
+    positions: dict[Any, int] = {}
     for tp in tps:
         try:
-            end = consumer.highwater(tp)
-        except Exception:  # not fetched yet, or the partition just left
+            state = states.state_value(TopicPartition(tp.topic, tp.partition))
+        except Exception:
             continue
-        if end is not None:
-            ends[tp] = end
-    return ends
+        if state is not None and state.has_valid_position:
+            positions[tp] = state.position
+    return positions
 
 
 async def heal(
@@ -150,10 +166,10 @@ async def heal(
         watch.reset()
         return {}
     assigned = consumer.assignment()
-    behind = log_ends(consumer, stream_partitions(app, assigned))
+    fetched = fetch_positions(consumer, stream_partitions(app, assigned))
     found = watch.stuck(
         consumer._acked, consumer._committed_offset, now,
-        behind=behind, in_hand=len(consumer._unacked_messages),
+        fetched=fetched, in_hand=len(consumer._unacked_messages),
     )
     stuck = {tp: off for tp, off in found.items() if tp in assigned}
     if stuck:

@@ -56,8 +56,24 @@ class _Consumer:
     def assignment(self) -> set[Any]:
         return set(self._committed_offset)
 
-    def highwater(self, tp: Any) -> int | None:
-        return self.ends.get(tp)
+    @property
+    def _thread(self) -> Any:  # aiokafka's subscription state, as far as fetch_positions looks
+        ends = self.ends
+
+        class State:
+            def __init__(self, position: int | None) -> None:
+                self.has_valid_position = position is not None
+                self.position = position
+
+        class States:
+            def state_value(self, tp: Any) -> Any:
+                return State(ends.get(TP(tp.topic, tp.partition)))
+
+        subscription = type("S", (), {"assignment": States()})()
+        subscriptions = type("Subs", (), {"subscription": subscription})()
+        fetcher = type("F", (), {"_subscriptions": subscriptions})()
+        aiokafka = type("C", (), {"_fetcher": fetcher})()
+        return type("T", (), {"_ensure_consumer": staticmethod(lambda: aiokafka)})()
 
     async def seek_wait(self, partitions: dict[str, int]) -> None:
         self.sought.append(dict(partitions))
@@ -94,7 +110,7 @@ def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_i
     tp = TP("hotline.workorders.by-enterprise", 0)
     app.consumer._acked = {}
     app.consumer._committed_offset = {tp: 51}
-    app.consumer.ends = {tp: 300}  # 249 messages past the commit, none acknowledged
+    app.consumer.ends = {tp: 300}  # fetched 249 messages past the commit, none acknowledged
     app.consumer._unacked_messages = {"a message in hand"}
     asyncio.run(heal(app, watch, 0.0))
     assert asyncio.run(heal(app, watch, 20.0)) == {}  # busy: the batch in hand may be slow
@@ -109,11 +125,11 @@ def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_i
 
 def test_a_partition_that_is_caught_up_or_acknowledging_is_not_stuck() -> None:
     watch = GapWatch(grace_s=15)
-    behind = {"p0": 51, "p1": 90}
+    fetched = {"p0": 51, "p1": 90}  # p0 has fetched nothing past its commit (the broker is away)
     committed: dict[str, int | None] = {"p0": 51, "p1": 60}
     acked = {"p1": [60, 61]}  # p1 moves: its commit is only waiting for the committer
     for now in (0.0, 10.0, 20.0, 30.0):
-        assert watch.stuck(acked, committed, now, behind=behind) == {}
+        assert watch.stuck(acked, committed, now, fetched=fetched) == {}
 
 
 class _Strict:
