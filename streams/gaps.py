@@ -173,8 +173,15 @@ async def heal(
     )
     stuck = {tp: off for tp, off in found.items() if tp in assigned}
     if stuck:
-        log.warning("分区停在已提交偏移处（其后的消息未处理）：回到已提交偏移重新消费 %s",
-                    {str(tp): off for tp, off in stuck.items()})
+        acked = consumer._acked
+        log.warning(
+            "分区停在已提交偏移处（其后的消息未处理）：回到已提交偏移重新消费 %s",
+            {f"{tp.topic}[{tp.partition}]": {
+                "已提交": off,
+                "最小已确认": min(acked[tp]) if acked.get(tp) else None,
+                "已拉取至": fetched.get(tp),
+             } for tp, off in stuck.items()},
+        )
         try:
             await consumer.seek_wait(stuck)
         except Exception as exc:  # the broker is away: the seek waits for it; try again later

@@ -40,7 +40,6 @@ from tests.integration.pipeline_helpers import (
     write_jsonl,
 )
 from tests.integration.test_kafka_pipeline import (
-    TAKEOVER_DEFECT,
     assert_each_routed_once,
     wait_routed,
 )
@@ -172,7 +171,6 @@ def test_poison_message_is_dead_lettered_and_the_partition_keeps_flowing(
 
 
 # ---- a worker killed during a rebalance ---------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_worker_killed_during_a_rebalance(own_pg_pipeline: Pipeline, tmp_path: Path) -> None:
     p = own_pg_pipeline
     prefix = "JSR"
@@ -199,14 +197,6 @@ def test_worker_killed_during_a_rebalance(own_pg_pipeline: Pipeline, tmp_path: P
 
 
 # ---- PostgreSQL away for 30 s -------------------------------------------------------------------
-#: docs/guarantees.md, "Known open": seen in 3 of about 9 runs, cause not found
-PG_OUTAGE_DEFECT = (
-    "known defect, open: after PostgreSQL has been away for 30 s a worker sometimes stops "
-    "short (599 of 600 in CI); see docs/guarantees.md"
-)
-
-
-@pytest.mark.xfail(strict=False, reason=PG_OUTAGE_DEFECT)
 def test_postgresql_stopped_for_30_seconds_mid_stream(
     kafka_bootstrap: str, private_pg: dict[str, str], tmp_path: Path
 ) -> None:

@@ -44,13 +44,6 @@ from tests.integration.pipeline_helpers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: the defect these tests still show now and then (docs/guarantees.md, "Known open")
-TAKEOVER_DEFECT = (
-    "known defect, open: after a takeover (a worker stopped or killed, another taking its "
-    "partitions) some orders can stay unrouted: four causes were found and fixed, but CI and a "
-    "repro still saw it (814 of 1,000 once; faust's Cython stream path not yet analysed); see "
-    "docs/guarantees.md"
-)
 ORDERS = 1000
 START_TIMEOUT = 60  # a worker loads the model, joins the group, recovers its table
 FLOW_TIMEOUT = 150  # 1,000 orders through one worker on this 2-core machine
@@ -332,7 +325,6 @@ def test_c_malformed_messages_go_to_the_dlq_with_the_reason(
 
 
 # ---- (d) ----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
 ) -> None:
@@ -357,7 +349,6 @@ def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
 
 
 # ---- (e) ----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_e_two_workers_share_partitions_and_one_takes_over(
     own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
 ) -> None:
