@@ -538,6 +538,12 @@ def create_app(
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         stream_buffer_maxsize=STREAM_BUFFER,
         broker_max_poll_records=MAX_POLL_RECORDS,
+        # No standby copies of the repeat table: a standby that faust promotes to active in a
+        # takeover can wait for ever for changelog events it already read ("No event received
+        # for active tp … since recovery start", seen here after a worker was killed during a
+        # rebalance). The table is in memory and small; a new owner reads its changelog
+        # partitions from the start instead.
+        table_standby_replicas=0,
     )
     app.hotline = core  # type: ignore[attr-defined]
     setup_prometheus_sensors(app, registry=router.metrics.registry, name_prefix="faust")

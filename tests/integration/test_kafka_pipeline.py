@@ -14,6 +14,7 @@ SQLite file; every wait is bounded; every worker is killed by the fixtures.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -47,6 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ORDERS = 1000
 START_TIMEOUT = 60  # a worker loads the model, joins the group, recovers its table
 FLOW_TIMEOUT = 150  # 1,000 orders through one worker on this 2-core machine
+FEEDS_SETTLE_S = 30  # the last feed messages follow the database write within seconds
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +136,29 @@ def assert_each_routed_once(db: Db, prefix: str, n: int) -> dict[str, tuple[str,
 
 
 def assert_feeds_match(
-    p: Pipeline, db: Db, rules: RoutingConfig, prefix: str, *, exactly_once: bool
+    p: Pipeline, db: Db, rules: RoutingConfig, prefix: str, *, exactly_once: bool,
+    settle_s: float = FEEDS_SETTLE_S,
 ) -> None:
     """Each dispatched order is on its lead unit's feed (主办) and each co-unit's (协办), and on
-    `workorders.dispatched`; a redelivery may repeat the same dispatch, never change it."""
+    `workorders.dispatched`; a redelivery may repeat the same dispatch, never change it.
+
+    A worker writes the database before it sends the feeds, so the last orders' messages may
+    still be on their way when the database shows every order routed: the feeds are read
+    again until they match or `settle_s` has passed (a message that never comes fails)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        problem = feeds_mismatch(p, db, rules, prefix, exactly_once=exactly_once)
+        if problem is None:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(problem)
+        time.sleep(2.0)
+
+
+def feeds_mismatch(
+    p: Pipeline, db: Db, rules: RoutingConfig, prefix: str, *, exactly_once: bool
+) -> str | None:
+    """The first order whose feed messages differ from its stored dispatch, described."""
     orders = db.orders(prefix)
     feeds = feeds_by_order(p.bootstrap, p.prefix)
     dispatched = Counter(
@@ -147,18 +168,19 @@ def assert_feeds_match(
     for oid, row in orders.items():
         state, lead, co_units = row[1], row[2], list(row[3] or [])
         if state != "已派单":
-            assert oid not in feeds, f"{oid} ({state}) is on a feed"
+            if oid in feeds:
+                return f"{oid} ({state}) is on a feed: {feeds[oid]}"
             continue
         got = Counter((topic, m["role"], m["decision"]["lead_unit"]) for topic, m in feeds[oid])
         want = Counter({(f"dispatch.{rules.code_of(lead)}", "主办", lead): 1})
         for u in co_units:
             want[(f"dispatch.{rules.code_of(u)}", "协办", lead)] = 1
-        if exactly_once:
-            assert got == want, oid
-            assert dispatched[oid] == 1, oid
-        else:
-            assert set(got) == set(want), oid
-            assert dispatched[oid] >= 1, oid
+        same = got == want if exactly_once else set(got) == set(want)
+        if not same:
+            return f"{oid}: feeds {dict(got)} != stored dispatch {dict(want)}"
+        if dispatched[oid] < 1 or (exactly_once and dispatched[oid] != 1):
+            return f"{oid}: {dispatched[oid]} messages on workorders.dispatched"
+    return None
 
 
 # ---- (a) ----------------------------------------------------------------------------------------
