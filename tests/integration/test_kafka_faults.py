@@ -46,9 +46,8 @@ from tests.integration.test_kafka_pipeline import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ORDERS = 600  # the backlog of the PostgreSQL outage
-BROKER_ORDERS = 3000  # the backlog of the broker restart ...
-FIRST = 200  # ... of which this much arrives first, the rest just before the broker stops
+BACKLOG = 3000  # the backlog of the broker restart and of the PostgreSQL outage ...
+FIRST = 200  # ... of which this much arrives first, the rest just before the fault
 OUTAGE_S = 30
 KAFKA_SH = PROJECT_ROOT / "ops" / "kafka" / "kafka.sh"
 PG_SH = PROJECT_ROOT / "ops" / "postgres" / "pg.sh"
@@ -115,15 +114,15 @@ def private_kafka(tmp_path: Path) -> Iterator[dict[str, str]]:
                        capture_output=True, timeout=60, check=False)
 
 
-def ingest(p: Pipeline, tmp_path: Path, prefix: str, n: int = ORDERS) -> None:
+def ingest(p: Pipeline, tmp_path: Path, prefix: str, n: int) -> None:
     path = write_jsonl(tmp_path / f"{prefix}.jsonl", make_orders(n, prefix=prefix))
     p.cli("ingest", str(path), timeout=120)
 
 
 def ingest_rest(p: Pipeline, tmp_path: Path, prefix: str) -> None:
-    """Orders FIRST..BROKER_ORDERS of `prefix`, sent just before a fault, so that the worker is
+    """Orders FIRST..BACKLOG of `prefix`, sent just before a fault, so that the worker is
     mid-stream when it strikes however fast it is (`ingest(..., FIRST)` sent the first ones)."""
-    rest = make_orders(BROKER_ORDERS, prefix=prefix)[FIRST:]
+    rest = make_orders(BACKLOG, prefix=prefix)[FIRST:]
     p.cli("ingest", str(write_jsonl(tmp_path / f"{prefix}-rest.jsonl", rest)), timeout=120)
 
 
@@ -205,10 +204,11 @@ def test_postgresql_stopped_for_30_seconds_mid_stream(
     with running_pipeline(kafka_bootstrap, url, make_topic_prefix("pg-outage"),
                           tmp_path / "logs") as p:
         w = p.start_worker("q-1")
-        ingest(p, tmp_path, prefix)
+        ingest(p, tmp_path, prefix, FIRST)
         db = Db(url)
         try:
             wait_until(lambda: db.routed(prefix) >= 50, timeout=90, what="the worker under way")
+            ingest_rest(p, tmp_path, prefix)
             run_script(PG_SH, "stop", private_pg)
             stopped = time.monotonic()
             while time.monotonic() - stopped < OUTAGE_S:
@@ -216,9 +216,9 @@ def test_postgresql_stopped_for_30_seconds_mid_stream(
                 time.sleep(1)
             run_script(PG_SH, "start", private_pg)
             assert probe_database(url) is None
-            assert db.routed(prefix) < ORDERS, "finished before the outage"
-            wait_routed(p, db, prefix, ORDERS, timeout=150)
-            check_consistent(db, prefix, ORDERS)
+            assert db.routed(prefix) < BACKLOG, "finished before the outage"
+            wait_routed(p, db, prefix, BACKLOG, timeout=240)
+            check_consistent(db, prefix, BACKLOG)
             assert w.alive()
             assert "transient failure" in w.log.read_text(errors="replace")
         finally:
@@ -242,12 +242,12 @@ def test_broker_restarted_mid_stream(
                 wait_until(lambda: db.routed(prefix) >= 50, timeout=90, what="the worker under way")
                 ingest_rest(p, tmp_path, prefix)
                 run_script(KAFKA_SH, "stop", private_kafka)
-                assert db.routed(prefix) < BROKER_ORDERS, "finished before the broker stopped"
+                assert db.routed(prefix) < BACKLOG, "finished before the broker stopped"
                 time.sleep(5)
                 run_script(KAFKA_SH, "start", private_kafka)
                 run_script(KAFKA_SH, "wait", private_kafka)
-                wait_routed(p, db, prefix, BROKER_ORDERS, timeout=240)
-                check_consistent(db, prefix, BROKER_ORDERS)
+                wait_routed(p, db, prefix, BACKLOG, timeout=240)
+                check_consistent(db, prefix, BACKLOG)
                 assert w.alive(), w.tail()
             finally:
                 db.close()
