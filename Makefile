@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: setup model run test test-fast test-all bench bench-quality lint clean
+.PHONY: setup model run test test-fast test-all bench bench-quality cv-quality lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: model
 
 bench-quality: setup
 	$(BIN)/python -m ops.bench_quality
+
+## repeated cross-validation of model variants on the Haikou train + validation orders (minutes)
+cv-quality: setup
+	$(BIN)/python -m ops.cv_quality --variant current --variant industry-0.5 \
+		--variant industry-0.7 --variant knn-0.1 --variant direct-0.2
 
 clean:
 	rm -rf $(VENV) var classifier/bundled .pytest_cache
