@@ -48,7 +48,13 @@ from streams.faults import (
 )
 from streams.diagnostics import install_stack_dump
 from streams.gaps import CHECK_INTERVAL_S as GAP_CHECK_INTERVAL_S
-from streams.gaps import GapWatch, heal, seek_to_committed_or_start, strict_new_offset
+from streams.gaps import (
+    GapWatch,
+    fetch_positions,
+    heal,
+    seek_to_committed_or_start,
+    strict_new_offset,
+)
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 from streams.stage_timing import TIMES
@@ -223,8 +229,18 @@ def consumer_state(app: faust.App) -> str:
         f"active={sorted(map(str, c._active_partitions or ()))}",
         f"committed={ {str(k): v for k, v in c._committed_offset.items()} }",
         f"acked={ {str(k): (len(v), min(v), max(v)) for k, v in c._acked.items() if v} }",
+        f"fetched={ {str(k): v for k, v in fetch_positions(c, c.assignment()).items()} }",
+        f"log_end={ {str(tp): _log_end(c, tp) for tp in c.assignment()} }",
+        f"in_hand={ sorted((str(m.tp), m.offset, m.generation_id) for m in list(c._unacked_messages))[:20] }",
     ]
     return "\n".join(lines)
+
+
+def _log_end(consumer: Any, tp: Any) -> int | None:
+    try:
+        return consumer.highwater(tp)
+    except Exception:  # not fetched yet
+        return None
 
 
 def as_stream(stream: StreamT) -> faust.Stream:

@@ -68,7 +68,10 @@ def thread_stacks() -> str:
 
 
 def dump_stacks(state: Callable[[], str] | None = None) -> None:
-    extra = state() if state is not None else ""
+    try:
+        extra = state() if state is not None else ""
+    except Exception as exc:  # e.g. the consumer not started yet: the stacks still count
+        extra = f"（状态不可读：{exc!r}）"
     log.warning("诊断：协程堆栈\n%s\n诊断：线程堆栈\n%s\n诊断：状态\n%s",
                 task_stacks(), thread_stacks(), extra)
 

@@ -202,6 +202,12 @@ class Worker:
             self.kill()
             raise AssertionError(f"{self.worker_id} did not stop within {timeout} s") from None
 
+    def dump_stacks(self) -> None:
+        """Ask a live worker for its task and thread stacks and consumer state (kill -USR1),
+        written to its log: kept with the test's logs when a test fails."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGUSR1)
+
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (kill -9)."""
         if self.alive():

@@ -118,6 +118,9 @@ def wait_routed(p: Pipeline, db: Db, prefix: str, n: int, timeout: float = FLOW_
     try:
         wait_until(done, timeout=timeout, what=f"{n} orders routed ({prefix})")
     except AssertionError:
+        for w in p.workers:
+            w.dump_stacks()
+        time.sleep(2)
         logs = "\n".join(f"--- {w.worker_id}\n{w.tail()}" for w in p.workers)
         raise AssertionError(f"only {db.routed(prefix)} of {n} routed\n{logs}") from None
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from streams.diagnostics import task_stacks, thread_stacks
+import pytest
+
+from streams.diagnostics import dump_stacks, task_stacks, thread_stacks
 
 
 async def _inner_wait(event: asyncio.Event) -> None:
@@ -55,3 +57,18 @@ def test_task_stacks_go_into_an_async_for() -> None:
     generator's frame too, not only the agent's."""
     section = dump_of(_agent, "agent")
     assert "_agent" in section and "_batches" in section
+
+
+def test_a_state_that_cannot_be_read_does_not_stop_the_dump(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def unreadable() -> str:
+        raise RuntimeError("Consumer thread not yet started")
+
+    async def main() -> None:  # the worker dumps from its event loop
+        dump_stacks(unreadable)
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(main())
+    text = caplog.text
+    assert "诊断：线程堆栈" in text and "状态不可读" in text and "MainThread" in text
