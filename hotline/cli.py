@@ -20,7 +20,7 @@ def _print_json(value: Any) -> None:
 
 # ---- hotline run --------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from hotline.bootstrap import bootstrap
+    from hotline.bootstrap import bootstrap, settle_heap
     from streams import summary
     from streams.runner import EmbeddedRunner, run_sample_day
     from streams.sample_day import build_sample_day
@@ -28,6 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.input:
         app = bootstrap(settings)
+        settle_heap()
         runner = EmbeddedRunner(app.router)
         runner.ingest(_read_messages(args.input))
         report = runner.report
@@ -38,6 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             db.unlink()
         settings = settings.model_copy(update={"database_url": f"sqlite:///{db}"})
         app = bootstrap(settings)
+        settle_heap()
         if args.metrics_port:
             _serve_metrics(app, args.metrics_port)
         print(f"回放样例日：{len(build_sample_day())} 条消息（模型 {app.router.classifier.version}）")

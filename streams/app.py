@@ -34,7 +34,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT, StreamT, TableT, TopicT
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from hotline.bootstrap import App, bootstrap
+from hotline.bootstrap import App, bootstrap, settle_heap
 from hotline.settings import Settings
 from models.lifecycle import InvalidEventData, LifecycleEvent
 from models.records import OrderIn
@@ -490,7 +490,9 @@ def bootstrap_worker(settings: Settings, *, attempts: int = 5) -> App:
     delay = BACKOFF_START_S
     for attempt in range(1, attempts + 1):
         try:
-            return bootstrap(settings)
+            app = bootstrap(settings)
+            settle_heap()
+            return app
         except (IntegrityError, OperationalError) as exc:
             if attempt == attempts:
                 raise

@@ -215,7 +215,8 @@ class Router:
         outcomes: list[Outcome | None] = [None] * len(orders)
         to_route: list[tuple[int, OrderIn, bool]] = []  # (position, order, is new)
         with TIMES.stage("router.admit", len(orders)):
-            admitted = self.store.admit(orders)
+            digests: dict[str, str] = {}
+            admitted = self.store.admit(orders, digests)
         for i, (order, status) in enumerate(zip(orders, admitted, strict=True)):
             if status == "conflict":
                 outcomes[i] = self._dead_letter(
@@ -249,7 +250,7 @@ class Router:
         ]
         TIMES.add("router.decide", time.perf_counter() - decided, len(items))
         with TIMES.stage("router.db_write", len(items)):
-            results = self.store.dispatch_batch(items)
+            results = self.store.dispatch_batch(items, digests)
         built = time.perf_counter()
         for k, ((i, order, is_new), decision) in enumerate(zip(to_route, decisions, strict=True)):
             if results is None:  # another writer raced us: the careful one-by-one path

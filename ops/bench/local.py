@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from classifier.tokenize import get_tokenizer
-from hotline.bootstrap import App, bootstrap, load_classifier
+from hotline.bootstrap import App, bootstrap, load_classifier, settle_heap
 from hotline.settings import Settings
 from models.records import OrderIn
 from ops.bench.stats import percentile
@@ -60,13 +60,16 @@ def jieba_rate(orders: Sequence[OrderIn]) -> float:
 
 
 def embedded_app(settings: Settings, model: Any, db_path: Path) -> App:
-    """A fresh embedded app on its own SQLite file, sharing the already-loaded model."""
+    """A fresh embedded app on its own SQLite file, sharing the already-loaded model, set up
+    as `hotline run` sets up its own (`settle_heap`)."""
     if db_path.exists():
         db_path.unlink()
     local = settings.model_copy(
         update={"database_url": f"sqlite:///{db_path}", "kafka_bootstrap": None}
     )
-    return bootstrap(local, registry=CollectorRegistry(), classifier=model)
+    app = bootstrap(local, registry=CollectorRegistry(), classifier=model)
+    settle_heap()
+    return app
 
 
 def embedded_rate(app: App, messages: Sequence[dict[str, Any]]) -> float:
@@ -114,6 +117,7 @@ def run_local(
 ) -> dict[str, Any]:
     """Every in-process figure, measured in one go."""
     loaded = load_model_timed(settings)
+    settle_heap()  # the ceilings run with the heap as the pipeline's (see `embedded_app`)
     orders = orders_of(messages)
     out: dict[str, Any] = {
         "model_load_s": loaded.load_s,
