@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import JSON, Table, insert
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 
@@ -37,16 +37,33 @@ class _Prepared:
         unknown = set(names) - set(keys)
         if unknown:  # an escaped bind name: never the case for this project's columns
             raise ValueError(f"表 {table.name} 的参数名无法对应到列：{sorted(unknown)}")
-        self.columns: list[tuple[str, Processor]] = [
-            (name, table.columns[name].type.dialect_impl(dialect).bind_processor(dialect))
+        self.columns: list[tuple[str, Processor, bool]] = [
+            (name, table.columns[name].type.dialect_impl(dialect).bind_processor(dialect),
+             not isinstance(table.columns[name].type, JSON))
             for name in names
         ]
 
     def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        cols = self.columns
+        # a batch's rows share few distinct values in the columns with a processor besides
+        # JSON (times, which SQLite stores as text formatted in Python; booleans): process
+        # each distinct value once
+        cols = [(k, _memo(p) if p and plain else p) for k, p, plain in self.columns]
         if self.positional:
             return [tuple([p(r[k]) if p else r[k] for k, p in cols]) for r in rows]
         return [{k: p(r[k]) if p else r[k] for k, p in cols} for r in rows]
+
+
+def _memo(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    seen: dict[Any, Any] = {}
+
+    def cached(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            out = seen[value] = process(value)
+            return out
+
+    return cached
 
 
 def _generated(column: Any) -> bool:

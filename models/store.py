@@ -130,7 +130,7 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _event_values(
-    event: LifecycleEvent, rejected: TransitionRejected | None = None
+    event: LifecycleEvent, rejected: TransitionRejected | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
@@ -142,7 +142,7 @@ def _event_values(
         "accepted": rejected is None,
         "rejection_code": rejected.code if rejected else None,
         "rejection_reason": rejected.reason if rejected else None,
-        "recorded_at": now_local(),
+        "recorded_at": now or now_local(),
     }
 
 
@@ -150,9 +150,9 @@ def _event_row(event: LifecycleEvent, rejected: TransitionRejected | None = None
     return EventRow(**_event_values(event, rejected))
 
 
-def _decision_values(decision: Decision) -> dict[str, Any]:
+def _decision_values(decision: Decision, now: datetime | None = None) -> dict[str, Any]:
     return {
-        "order_id": decision.order_id, "at": now_local(), "lead_unit": decision.lead_unit,
+        "order_id": decision.order_id, "at": now or now_local(), "lead_unit": decision.lead_unit,
         "co_units": list(decision.co_units), "manual": decision.manual,
         "rules": list(decision.rules), "reasons": list(decision.reasons),
         "model_version": decision.model_version,
@@ -170,7 +170,7 @@ def _decision_row(decision: Decision) -> DispatchDecisionRow:
 
 
 def _order_values(
-    order: OrderIn, values: dict[str, Any], digest: str | None = None
+    order: OrderIn, values: dict[str, Any], digest: str | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
     """A newly received order's columns, with the aggregate's columns in `values`; `digest`
     is its `content_hash` when already known."""
@@ -181,7 +181,7 @@ def _order_values(
         "credit_code": order.credit_code, "address": order.address, "area": order.area,
         "legacy": order.legacy, "extra": _jsonable(order.extra),
         "content_hash": digest or content_hash(order), "model_version": None, "confidence": None,
-        "created_at": now_local(), **values,
+        "created_at": now or now_local(), **values,
     }
 
 
@@ -189,7 +189,7 @@ def _new_row(order: OrderIn, values: dict[str, Any]) -> WorkOrder:
     return WorkOrder(**_order_values(order, values))
 
 
-def _snapshot(lc: OrderLifecycle) -> dict[str, Any]:
+def _snapshot(lc: OrderLifecycle, now: datetime | None = None) -> dict[str, Any]:
     """The WorkOrder columns that mirror the aggregate."""
     pending = [due for kind, due in lc.deadlines.items() if kind not in lc.overdue]
     return {
@@ -207,7 +207,7 @@ def _snapshot(lc: OrderLifecycle) -> dict[str, Any]:
         "deadlines": {k: v.isoformat() for k, v in sorted(lc.deadlines.items())},
         "next_due": min(pending) if pending else None,
         "version": lc.version,
-        "updated_at": now_local(),
+        "updated_at": now or now_local(),
     }
 
 
@@ -357,6 +357,7 @@ class Store:
         is written then; the caller falls back to `add_order` and `apply`). `digests`: content
         hashes by order id, as `admit` computed them (others are computed here)."""
         results: list[ApplyResult] = []
+        now = now_local()  # one recording time for the batch (to the second)
         new_orders: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         with Session(self.engine) as s:
@@ -377,14 +378,14 @@ class Store:
                     applied += lc.apply(event, calendar=self.calendar, policy=self.policy)
                     results.append(ApplyResult(applied=applied))
                 except TransitionRejected as exc:
-                    events.append(_event_values(event, exc))
+                    events.append(_event_values(event, exc, now))
                     results.append(ApplyResult(rejected=exc))
-                events.extend(_event_values(e) for e in applied)
-                values = {**_snapshot(lc), "model_version": decision.model_version,
+                events.extend(_event_values(e, None, now) for e in applied)
+                values = {**_snapshot(lc, now), "model_version": decision.model_version,
                           "confidence": decision.confidence}
                 if is_new:
                     digest = digests.get(order.order_id) if digests else None
-                    new_orders.append(_order_values(order, values, digest))
+                    new_orders.append(_order_values(order, values, digest, now))
                 else:
                     s.exec(update(WorkOrder).where(col(WorkOrder.id) == order.order_id)
                            .values(**values))
@@ -393,7 +394,7 @@ class Store:
             try:
                 _INSERT_ORDERS(conn, new_orders)
                 _INSERT_EVENTS(conn, events)
-                _INSERT_DECISIONS(conn, [_decision_values(d) for _, _, d, _ in items])
+                _INSERT_DECISIONS(conn, [_decision_values(d, now) for _, _, d, _ in items])
             except IntegrityError:
                 s.rollback()
                 return None
