@@ -16,6 +16,7 @@ from hotline.bootstrap import App, bootstrap, load_classifier, settle_heap
 from hotline.settings import Settings
 from models.records import OrderIn
 from ops.bench.stats import percentile
+from streams.classify_ahead import available as classify_ahead_available
 from streams.intake import normalize
 from streams.runner import BATCH as EMBEDDED_BATCH
 from streams.runner import EmbeddedRunner
@@ -72,9 +73,11 @@ def embedded_app(settings: Settings, model: Any, db_path: Path) -> App:
     return app
 
 
-def embedded_rate(app: App, messages: Sequence[dict[str, Any]]) -> float:
+def embedded_rate(
+    app: App, messages: Sequence[dict[str, Any]], *, classify_ahead: bool = False
+) -> float:
     """Orders per second through the whole embedded pipeline (intake to the dispatched row)."""
-    runner = EmbeddedRunner(app.router)
+    runner = EmbeddedRunner(app.router, classify_ahead=classify_ahead)
     started = time.perf_counter()
     outcomes = runner.ingest(list(messages))
     elapsed = time.perf_counter() - started
@@ -130,6 +133,12 @@ def run_local(
         out["embedded_pipeline_rate"] = embedded_rate(app, messages)
     finally:
         app.store.close()
+    if classify_ahead_available():  # the same, with `hotline run --classify-ahead`
+        app = embedded_app(settings, loaded.model, work_dir / "bench-embedded-ahead.db")
+        try:
+            out["embedded_ahead_rate"] = embedded_rate(app, messages, classify_ahead=True)
+        finally:
+            app.store.close()
     app = embedded_app(settings, loaded.model, work_dir / "bench-embedded-paced.db")
     try:
         half = out["embedded_pipeline_rate"] / 2
