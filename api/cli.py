@@ -13,10 +13,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_api
-    from hotline.bootstrap import bootstrap
+    from hotline.bootstrap import bootstrap, settle_heap
 
     settings = Settings()
     app = bootstrap(settings)
+    settle_heap()
     api = create_api(app)
     mode = f"Kafka {settings.kafka_bootstrap}" if settings.kafka_bootstrap else "内嵌模式"
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,24 @@ def load_classifier(settings: Settings) -> "UnitModel":  # noqa: F821
 def model_thresholds(model: object) -> dict[str, float] | None:
     thresholds = getattr(model, "thresholds", None)
     return dict(thresholds) if thresholds else None
+
+
+#: the young generation's collection threshold for `settle_heap` (Python's default: 700)
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def settle_heap() -> None:
+    """For a long-running process, once its app is built: move every object alive now (the
+    model, the jieba dictionary, the rules, the ORM metadata: a few hundred thousand objects
+    that live as long as the process) out of the cyclic garbage collector's reach, so its full
+    collections stop rescanning them, and collect the young generation less often (a batch
+    allocates tens of thousands of short-lived objects, nearly all freed by reference
+    counting). Before this the embedded pipeline spent about a quarter of its time in
+    collections. Objects created later are collected as usual."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def bootstrap(

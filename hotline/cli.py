@@ -20,7 +20,7 @@ def _print_json(value: Any) -> None:
 
 # ---- hotline run --------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from hotline.bootstrap import bootstrap
+    from hotline.bootstrap import bootstrap, settle_heap
     from streams import summary
     from streams.runner import EmbeddedRunner, run_sample_day
     from streams.sample_day import build_sample_day
@@ -28,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.input:
         app = bootstrap(settings)
-        runner = EmbeddedRunner(app.router)
+        settle_heap()
+        runner = EmbeddedRunner(app.router, classify_ahead=args.classify_ahead)
         runner.ingest(_read_messages(args.input))
         report = runner.report
     else:
@@ -38,11 +39,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             db.unlink()
         settings = settings.model_copy(update={"database_url": f"sqlite:///{db}"})
         app = bootstrap(settings)
+        settle_heap()
         if args.metrics_port:
             _serve_metrics(app, args.metrics_port)
         print(f"回放样例日：{len(build_sample_day())} 条消息（模型 {app.router.classifier.version}）")
         territorial = {u.name for u in app.router.config.territorial_units}
-        report = run_sample_day(app.router, build_sample_day(), territorial)
+        report = run_sample_day(app.router, build_sample_day(), territorial,
+                                classify_ahead=args.classify_ahead)
     data = summary.build(app.router, report)
     if args.json:
         _print_json(data)
@@ -137,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="保留上次样例日数据库，不重建")
     p.add_argument("--metrics-port", type=int, help="在此端口提供 Prometheus 指标")
     p.add_argument("--hold", action="store_true", help="运行结束后保持指标服务")
+    p.add_argument("--classify-ahead", action="store_true",
+                   help="另起一个进程预先分类后续批次（有空闲的第二个 CPU 核时更快）")
     p.add_argument("--json", action="store_true", help="以 JSON 输出小结")
     p.set_defaults(func=cmd_run)
 

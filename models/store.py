@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import String, cast, func, insert, or_, update
+from sqlalchemy import String, cast, func, or_, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
+from models.bulk import BulkInsert, json_dumps
 from models.lifecycle import (
     ORDER_RECEIVED,
     REVISIT_RECORDED,
@@ -50,6 +51,9 @@ QUEUES: tuple[str, ...] = (
 UNIT_KINDS: tuple[str, ...] = ("line", "territorial", "historical")
 _OPEN_STATES = [s.value for s in State if s is not State.CLOSED]
 _RETRIES = 10
+_INSERT_ORDERS = BulkInsert(WorkOrder.__table__)  # type: ignore[attr-defined]
+_INSERT_EVENTS = BulkInsert(EventRow.__table__)  # type: ignore[attr-defined]
+_INSERT_DECISIONS = BulkInsert(DispatchDecisionRow.__table__)  # type: ignore[attr-defined]
 
 
 class ConflictingOrder(Exception):
@@ -104,11 +108,12 @@ def received_event(order: OrderIn) -> LifecycleEvent:
 def _engine_for(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=json_dumps)
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           json_serializer=json_dumps)
     if database and database != ":memory:":
         sa_event.listen(engine, "connect", _sqlite_wal)
     return engine
@@ -125,7 +130,7 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _event_values(
-    event: LifecycleEvent, rejected: TransitionRejected | None = None
+    event: LifecycleEvent, rejected: TransitionRejected | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
@@ -137,7 +142,7 @@ def _event_values(
         "accepted": rejected is None,
         "rejection_code": rejected.code if rejected else None,
         "rejection_reason": rejected.reason if rejected else None,
-        "recorded_at": now_local(),
+        "recorded_at": now or now_local(),
     }
 
 
@@ -145,9 +150,9 @@ def _event_row(event: LifecycleEvent, rejected: TransitionRejected | None = None
     return EventRow(**_event_values(event, rejected))
 
 
-def _decision_values(decision: Decision) -> dict[str, Any]:
+def _decision_values(decision: Decision, now: datetime | None = None) -> dict[str, Any]:
     return {
-        "order_id": decision.order_id, "at": now_local(), "lead_unit": decision.lead_unit,
+        "order_id": decision.order_id, "at": now or now_local(), "lead_unit": decision.lead_unit,
         "co_units": list(decision.co_units), "manual": decision.manual,
         "rules": list(decision.rules), "reasons": list(decision.reasons),
         "model_version": decision.model_version,
@@ -164,16 +169,19 @@ def _decision_row(decision: Decision) -> DispatchDecisionRow:
     return DispatchDecisionRow(**_decision_values(decision))
 
 
-def _order_values(order: OrderIn, values: dict[str, Any]) -> dict[str, Any]:
-    """A newly received order's columns, with the aggregate's columns in `values`."""
+def _order_values(
+    order: OrderIn, values: dict[str, Any], digest: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """A newly received order's columns, with the aggregate's columns in `values`; `digest`
+    is its `content_hash` when already known."""
     return {
         "id": order.order_id, "channel": order.channel,
         "received_at": local_naive(order.received_at), "title": order.title, "text": order.text,
         "caller": order.caller, "enterprise_name": order.enterprise_name,
         "credit_code": order.credit_code, "address": order.address, "area": order.area,
         "legacy": order.legacy, "extra": _jsonable(order.extra),
-        "content_hash": content_hash(order), "model_version": None, "confidence": None,
-        "created_at": now_local(), **values,
+        "content_hash": digest or content_hash(order), "model_version": None, "confidence": None,
+        "created_at": now or now_local(), **values,
     }
 
 
@@ -181,7 +189,7 @@ def _new_row(order: OrderIn, values: dict[str, Any]) -> WorkOrder:
     return WorkOrder(**_order_values(order, values))
 
 
-def _snapshot(lc: OrderLifecycle) -> dict[str, Any]:
+def _snapshot(lc: OrderLifecycle, now: datetime | None = None) -> dict[str, Any]:
     """The WorkOrder columns that mirror the aggregate."""
     pending = [due for kind, due in lc.deadlines.items() if kind not in lc.overdue]
     return {
@@ -199,7 +207,7 @@ def _snapshot(lc: OrderLifecycle) -> dict[str, Any]:
         "deadlines": {k: v.isoformat() for k, v in sorted(lc.deadlines.items())},
         "next_due": min(pending) if pending else None,
         "version": lc.version,
-        "updated_at": now_local(),
+        "updated_at": now or now_local(),
     }
 
 
@@ -305,10 +313,14 @@ class Store:
         return row
 
     # ---- batches: one transaction for a whole batch of first dispatches ---------------------
-    def admit(self, orders: Sequence[OrderIn]) -> list[str]:
+    def admit(
+        self, orders: Sequence[OrderIn], digests: dict[str, str] | None = None
+    ) -> list[str]:
         """Where each order stands, in one query: "new", "unrouted" (stored, not yet routed),
         "routed", or "conflict" (same id, other content, stored or earlier in this batch). A
-        repeat of an id earlier in the same batch with the same content is "routed"."""
+        repeat of an id earlier in the same batch with the same content is "routed".
+        `digests`, when given, receives each id's content hash (of its first appearance), for
+        `dispatch_batch` to store without hashing again."""
         ids = list({o.order_id for o in orders})
         with Session(self.engine) as s:
             rows = s.exec(
@@ -330,16 +342,22 @@ class Store:
             else:
                 out.append("unrouted" if o.order_id in known else "new")
             batch.setdefault(o.order_id, digest)
+        if digests is not None:
+            digests.update((k, v) for k, v in batch.items() if k not in digests)
         return out
 
     def dispatch_batch(
-        self, items: Sequence[tuple[OrderIn, bool, Decision, LifecycleEvent]]
+        self,
+        items: Sequence[tuple[OrderIn, bool, Decision, LifecycleEvent]],
+        digests: Mapping[str, str] | None = None,
     ) -> list[ApplyResult] | None:
         """Store (when new), record the decision and apply the first dispatch (or manual-queue)
         event of many orders in ONE transaction. Items: (order, is_new, decision, event).
         Returns one result per item, or None when a concurrent writer got there first (nothing
-        is written then; the caller falls back to `add_order` and `apply`)."""
+        is written then; the caller falls back to `add_order` and `apply`). `digests`: content
+        hashes by order id, as `admit` computed them (others are computed here)."""
         results: list[ApplyResult] = []
+        now = now_local()  # one recording time for the batch (to the second)
         new_orders: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         with Session(self.engine) as s:
@@ -360,22 +378,26 @@ class Store:
                     applied += lc.apply(event, calendar=self.calendar, policy=self.policy)
                     results.append(ApplyResult(applied=applied))
                 except TransitionRejected as exc:
-                    events.append(_event_values(event, exc))
+                    events.append(_event_values(event, exc, now))
                     results.append(ApplyResult(rejected=exc))
-                events.extend(_event_values(e) for e in applied)
-                values = {**_snapshot(lc), "model_version": decision.model_version,
+                events.extend(_event_values(e, None, now) for e in applied)
+                values = {**_snapshot(lc, now), "model_version": decision.model_version,
                           "confidence": decision.confidence}
                 if is_new:
-                    new_orders.append(_order_values(order, values))
+                    digest = digests.get(order.order_id) if digests else None
+                    new_orders.append(_order_values(order, values, digest, now))
                 else:
                     s.exec(update(WorkOrder).where(col(WorkOrder.id) == order.order_id)
                            .values(**values))
-            # bulk inserts: one statement per table instead of one ORM object per row
+            # one executemany per table (a clash with a concurrent writer: nothing is written)
             conn = s.connection()
-            for model, rows in ((WorkOrder, new_orders), (EventRow, events),
-                                (DispatchDecisionRow, [_decision_values(d) for _, _, d, _ in items])):
-                if rows:  # Core executemany: no ORM bookkeeping per row
-                    conn.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
+            try:
+                _INSERT_ORDERS(conn, new_orders)
+                _INSERT_EVENTS(conn, events)
+                _INSERT_DECISIONS(conn, [_decision_values(d, now) for _, _, d, _ in items])
+            except IntegrityError:
+                s.rollback()
+                return None
             if not self._commit(s):
                 return None
         return results

@@ -177,15 +177,22 @@ class Router:
         self, raws: Sequence[bytes | str | Mapping[str, Any]], *, source: str = "intake"
     ) -> list[Outcome]:
         """Accept a batch: validate each, classify the valid ones together, route, persist."""
-        outcomes: list[Outcome | None] = [None] * len(raws)
-        valid: list[tuple[int, OrderIn]] = []
-        for i, raw in enumerate(raws):
-            checked = self.validate(raw, source=source)
-            if isinstance(checked, Outcome):
-                outcomes[i] = checked
-            else:
-                valid.append((i, checked))
-        routed = self.route_orders([o for _, o in valid], source=source)
+        return self.receive_checked([self.validate(raw, source=source) for raw in raws],
+                                    source=source)
+
+    def receive_checked(
+        self,
+        checked: Sequence[OrderIn | Outcome],
+        *,
+        source: str = "intake",
+        predictions: Sequence[Prediction] | None = None,
+    ) -> list[Outcome]:
+        """`receive_batch` after `validate`: route the valid orders of ``checked`` (one outcome
+        per item). `predictions`, when given, are the classifier's (k=3) for the valid orders,
+        in their order (see `route_orders`)."""
+        outcomes: list[Outcome | None] = [c if isinstance(c, Outcome) else None for c in checked]
+        valid = [(i, c) for i, c in enumerate(checked) if not isinstance(c, Outcome)]
+        routed = self.route_orders([o for _, o in valid], source=source, predictions=predictions)
         for (i, _), outcome in zip(valid, routed, strict=True):
             outcomes[i] = outcome
         return [o for o in outcomes if o is not None]
@@ -206,16 +213,23 @@ class Router:
         *,
         repeat_counts: Mapping[str, int] | None = None,
         source: str = "intake",
+        predictions: Sequence[Prediction] | None = None,
     ) -> list[Outcome]:
         """Store, classify (one batch), route and dispatch validated orders.
 
         `repeat_counts` (order id → same-enterprise orders in the window) comes from the faust
-        table on Kafka; without it the store counts them.
+        table on Kafka; without it the store counts them. `predictions`, one per order of
+        ``orders`` (k=3), when the caller has classified them already (the embedded runner's
+        classify-ahead helper); without them the classifier runs here.
         """
+        if predictions is not None and len(predictions) != len(orders):
+            raise ValueError(f"{len(predictions)} 个分类结果对应 {len(orders)} 条工单")
         outcomes: list[Outcome | None] = [None] * len(orders)
         to_route: list[tuple[int, OrderIn, bool]] = []  # (position, order, is new)
+        with_prediction: list[Prediction] = []  # the given predictions of the orders to route
         with TIMES.stage("router.admit", len(orders)):
-            admitted = self.store.admit(orders)
+            digests: dict[str, str] = {}
+            admitted = self.store.admit(orders, digests)
         for i, (order, status) in enumerate(zip(orders, admitted, strict=True)):
             if status == "conflict":
                 outcomes[i] = self._dead_letter(
@@ -226,12 +240,15 @@ class Router:
                 outcomes[i] = Outcome(status="duplicate", order_id=order.order_id)
             else:
                 to_route.append((i, order, status == "new"))
+                if predictions is not None:
+                    with_prediction.append(predictions[i])
         if not to_route:
             return [o for o in outcomes if o is not None]
         started = time.perf_counter()
-        predictions = self.classifier.predict([o for _, o, _ in to_route], k=3)
-        self.metrics.classification.observe(time.perf_counter() - started)
-        TIMES.add("router.classify", time.perf_counter() - started, len(to_route))
+        if predictions is None:
+            with_prediction = self.classifier.predict([o for _, o, _ in to_route], k=3)
+            self.metrics.classification.observe(time.perf_counter() - started)
+            TIMES.add("router.classify", time.perf_counter() - started, len(to_route))
         decided = time.perf_counter()
         counts = dict(repeat_counts) if repeat_counts else self._repeat_counts(
             [o for _, o, _ in to_route]
@@ -240,7 +257,7 @@ class Router:
             self.engine.decide(order, prediction,
                                RoutingContext(repeat_count=max(counts.get(order.order_id, 1), 1)),
                                model_thresholds=self.model_thresholds)
-            for (_, order, _), prediction in zip(to_route, predictions, strict=True)
+            for (_, order, _), prediction in zip(to_route, with_prediction, strict=True)
         ]
         items = [
             (order, is_new, d, self._route_event(order, d, round_no=1, actor="system",
@@ -249,7 +266,7 @@ class Router:
         ]
         TIMES.add("router.decide", time.perf_counter() - decided, len(items))
         with TIMES.stage("router.db_write", len(items)):
-            results = self.store.dispatch_batch(items)
+            results = self.store.dispatch_batch(items, digests)
         built = time.perf_counter()
         for k, ((i, order, is_new), decision) in enumerate(zip(to_route, decisions, strict=True)):
             if results is None:  # another writer raced us: the careful one-by-one path

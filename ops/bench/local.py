@@ -12,10 +12,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from classifier.tokenize import get_tokenizer
-from hotline.bootstrap import App, bootstrap, load_classifier
+from hotline.bootstrap import App, bootstrap, load_classifier, settle_heap
 from hotline.settings import Settings
 from models.records import OrderIn
 from ops.bench.stats import percentile
+from streams.classify_ahead import available as classify_ahead_available
 from streams.intake import normalize
 from streams.runner import BATCH as EMBEDDED_BATCH
 from streams.runner import EmbeddedRunner
@@ -60,18 +61,23 @@ def jieba_rate(orders: Sequence[OrderIn]) -> float:
 
 
 def embedded_app(settings: Settings, model: Any, db_path: Path) -> App:
-    """A fresh embedded app on its own SQLite file, sharing the already-loaded model."""
+    """A fresh embedded app on its own SQLite file, sharing the already-loaded model, set up
+    as `hotline run` sets up its own (`settle_heap`)."""
     if db_path.exists():
         db_path.unlink()
     local = settings.model_copy(
         update={"database_url": f"sqlite:///{db_path}", "kafka_bootstrap": None}
     )
-    return bootstrap(local, registry=CollectorRegistry(), classifier=model)
+    app = bootstrap(local, registry=CollectorRegistry(), classifier=model)
+    settle_heap()
+    return app
 
 
-def embedded_rate(app: App, messages: Sequence[dict[str, Any]]) -> float:
+def embedded_rate(
+    app: App, messages: Sequence[dict[str, Any]], *, classify_ahead: bool = False
+) -> float:
     """Orders per second through the whole embedded pipeline (intake to the dispatched row)."""
-    runner = EmbeddedRunner(app.router)
+    runner = EmbeddedRunner(app.router, classify_ahead=classify_ahead)
     started = time.perf_counter()
     outcomes = runner.ingest(list(messages))
     elapsed = time.perf_counter() - started
@@ -114,6 +120,7 @@ def run_local(
 ) -> dict[str, Any]:
     """Every in-process figure, measured in one go."""
     loaded = load_model_timed(settings)
+    settle_heap()  # the ceilings run with the heap as the pipeline's (see `embedded_app`)
     orders = orders_of(messages)
     out: dict[str, Any] = {
         "model_load_s": loaded.load_s,
@@ -126,6 +133,12 @@ def run_local(
         out["embedded_pipeline_rate"] = embedded_rate(app, messages)
     finally:
         app.store.close()
+    if classify_ahead_available():  # the same, with `hotline run --classify-ahead`
+        app = embedded_app(settings, loaded.model, work_dir / "bench-embedded-ahead.db")
+        try:
+            out["embedded_ahead_rate"] = embedded_rate(app, messages, classify_ahead=True)
+        finally:
+            app.store.close()
     app = embedded_app(settings, loaded.model, work_dir / "bench-embedded-paced.db")
     try:
         half = out["embedded_pipeline_rate"] / 2

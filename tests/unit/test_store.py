@@ -13,7 +13,7 @@ import pytest
 
 from models.lifecycle import LifecycleEvent, State
 from models.records import Candidate, Decision, OrderIn
-from models.store import QUEUES, ConflictingOrder, OrderNotFound, Store
+from models.store import QUEUES, ConflictingOrder, OrderNotFound, Store, content_hash
 
 T0 = datetime(2025, 3, 3, 9, 0)  # a Monday
 TOWN = "朱泾镇"
@@ -247,6 +247,54 @@ class StoreContract:
         row = store.get_order("GD1")
         assert row is not None and row.received_at == datetime(2025, 3, 3, 9, 0)
         assert store.add_order(order()) == "duplicate"  # same instant, naive local
+
+
+    def test_dispatch_batch_stores_what_the_one_by_one_path_stores(self, store: Store) -> None:
+        """The batch path's bulk inserts bind every type (JSON, times, booleans) as the ORM path
+        does: two identical orders, one each way, read back the same."""
+        one, two = order("GD1", extra={"来源": "热线", "urgent": True}), order("GD2")
+        two = OrderIn(**{**one.__dict__, "order_id": "GD2"})
+        digests: dict[str, str] = {}
+        assert store.admit([two], digests) == ["new"]
+        route = ev("OrderDispatched", order_id="GD2", unit=TOWN, co_units=[BUREAU])
+        [result] = store.dispatch_batch([(two, True, decision("GD2"), route)], digests) or []
+        assert [e.kind for e in result.applied] == ["OrderReceived", "OrderDispatched"]
+        store.add_order(one)
+        store.apply(ev("OrderDispatched", unit=TOWN, co_units=[BUREAU]), decision=decision())
+        skip = {"id", "created_at", "updated_at"}
+        a, b = store.get_order("GD1"), store.get_order("GD2")
+        assert a is not None and b is not None
+        assert {k: v for k, v in a.model_dump().items() if k not in skip} == {
+            k: v for k, v in b.model_dump().items() if k not in skip
+        }
+        assert b.content_hash == content_hash(two) and b.extra == {"来源": "热线", "urgent": True}
+        assert b.received_at == T0 and b.next_due == datetime(2025, 3, 4, 9)
+
+        def events(oid: str) -> list[tuple[Any, ...]]:
+            return [(e.kind, e.at, e.actor, e.data, e.accepted, e.rejection_code)
+                    for e in store.history(oid)]
+
+        assert events("GD1") == events("GD2")
+        skip = {"id", "order_id", "at"}
+        [d1], [d2] = store.decisions("GD1"), store.decisions("GD2")
+        assert {k: v for k, v in d1.model_dump().items() if k not in skip} == {
+            k: v for k, v in d2.model_dump().items() if k not in skip
+        }
+        assert d2.candidates == [{"unit": BUREAU, "probability": 0.6},
+                                 {"unit": TOWN, "probability": 0.3}]
+
+    def test_dispatch_batch_writes_nothing_when_another_writer_stored_the_order(
+        self, store: Store
+    ) -> None:
+        """Admitted as new, then stored by another worker before the batch is written: the batch
+        returns None (the router falls back to the one-by-one path) and writes nothing."""
+        assert store.admit([order()]) == ["new"]
+        store.add_order(order())  # the other worker
+        route = ev("OrderDispatched", unit=TOWN)
+        assert store.dispatch_batch([(order(), True, decision(), route)]) is None
+        assert [e.kind for e in store.history("GD1")] == ["OrderReceived"]
+        assert store.decisions("GD1") == []
+        assert store.get_order("GD1").state == State.RECEIVED.value  # type: ignore[union-attr]
 
 
 class TestStoreSQLite(StoreContract):

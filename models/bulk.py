@@ -1,0 +1,120 @@
+"""Bulk inserts (批量写入) for the write path of `Store.dispatch_batch`.
+
+`Connection.execute(insert(table), rows)` spends most of its time per row in SQLAlchemy's
+parameter bookkeeping (a dict of every bind per row, then a second pass for the type
+processors), more than SQLite spends inserting the row. `BulkInsert` does the same insert as
+one ``executemany`` on the driver's cursor of the same connection and transaction: the
+statement is compiled by SQLAlchemy once per dialect (bound parameters only, no SQL built from
+strings here), and each row's values go through the same dialect type processors (JSON,
+DateTime, Boolean) that SQLAlchemy would apply, so what is stored is the same on SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from json.encoder import c_make_encoder, encode_basestring_ascii
+from typing import Any
+
+from sqlalchemy import JSON, Table, insert
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import IntegrityError
+
+Processor = Callable[[Any], Any] | None
+
+
+class _Prepared:
+    """One table's insert compiled for one dialect: the SQL, and (column, processor) pairs in
+    parameter order."""
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        keys = [c.key for c in table.columns if not _generated(c)]
+        compiled = insert(table).compile(dialect=dialect, column_keys=keys)
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        names = list(compiled.positiontup or []) if self.positional else keys
+        unknown = set(names) - set(keys)
+        if unknown:  # an escaped bind name: never the case for this project's columns
+            raise ValueError(f"表 {table.name} 的参数名无法对应到列：{sorted(unknown)}")
+        self.columns: list[tuple[str, Processor, bool]] = [
+            (name, table.columns[name].type.dialect_impl(dialect).bind_processor(dialect),
+             not isinstance(table.columns[name].type, JSON))
+            for name in names
+        ]
+
+    def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        # a batch's rows share few distinct values in the columns with a processor besides
+        # JSON (times, which SQLite stores as text formatted in Python; booleans): process
+        # each distinct value once
+        cols = [(k, _memo(p) if p and plain else p) for k, p, plain in self.columns]
+        if self.positional:
+            return [tuple([p(r[k]) if p else r[k] for k, p in cols]) for r in rows]
+        return [{k: p(r[k]) if p else r[k] for k, p in cols} for r in rows]
+
+
+def _memo(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    seen: dict[Any, Any] = {}
+
+    def cached(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            out = seen[value] = process(value)
+            return out
+
+    return cached
+
+
+def _generated(column: Any) -> bool:
+    """An autoincrement integer primary key: the database fills it."""
+    return bool(column.primary_key and column.autoincrement is not False
+                and column.type.python_type is int and column.default is None)
+
+
+class BulkInsert:
+    """``INSERT INTO table`` of many rows as one driver ``executemany``. Every row must give
+    every column except an autoincrement primary key."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._prepared: dict[str, _Prepared] = {}
+
+    def __call__(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` in ``conn``'s transaction; a unique-key clash raises SQLAlchemy's
+        `IntegrityError`, as `Connection.execute` would (the transaction must be rolled back)."""
+        if not rows:
+            return
+        dialect = conn.dialect
+        prepared = self._prepared.get(dialect.name)
+        if prepared is None:
+            prepared = self._prepared[dialect.name] = _Prepared(self.table, dialect)
+        params = prepared.params(rows)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(prepared.sql, params)
+        except dialect.loaded_dbapi.IntegrityError as exc:
+            raise IntegrityError(prepared.sql, None, exc) from exc
+        finally:
+            cursor.close()
+
+
+def _unserializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.dumps builds a new C encoder on every call; reusing one halves the cost of the small
+# values the JSON columns hold. Same arguments as json.dumps' defaults, except the check for
+# circular references (our values come from JSON or from our own records: never circular).
+_ENCODER = (
+    c_make_encoder(None, _unserializable, encode_basestring_ascii, None, ": ", ", ",
+                   False, False, True)
+    if c_make_encoder is not None else None
+)
+
+
+def json_dumps(value: Any) -> str:
+    """Exactly ``json.dumps(value)``, faster: the serializer of the engine's JSON columns."""
+    if _ENCODER is None:
+        return json.dumps(value)
+    return "".join(_ENCODER(value, 0))
