@@ -47,10 +47,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: docs/guarantees.md §2, "Still open": what the takeover tests still show now and then
 TAKEOVER_DEFECT = (
-    "known defect, open: in about 2 of 7 full runs of test (e) on the loaded test machine the "
-    "remaining worker stopped routing after the takeover: once faust's table recovery waited "
-    "for ever for changelog events, once it went idle with 58 orders unrouted and no gap the "
-    "watch could see; see docs/guarantees.md"
+    "known defect, open: now and then (test (e) 2 of 14 full runs) the remaining worker stops "
+    "routing after a takeover: faust's table recovery waits for ever for changelog records it "
+    "fetched and dropped, or the worker goes idle with orders left and no gap the watch can "
+    "see; see docs/guarantees.md"
 )
 ORDERS = 1000
 START_TIMEOUT = 60  # a worker loads the model, joins the group, recovers its table
