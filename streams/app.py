@@ -50,8 +50,10 @@ from streams.diagnostics import install_stack_dump
 from streams.gaps import CHECK_INTERVAL_S as GAP_CHECK_INTERVAL_S
 from streams.gaps import (
     GapWatch,
+    RecoveryWatch,
     fetch_positions,
     heal,
+    heal_recovery,
     seek_to_committed_or_start,
     strict_new_offset,
 )
@@ -597,10 +599,13 @@ def create_app(
         await pipeline.run(as_stream(stream), EVENTS, lifecycle_handler(pipeline))
 
     gap_watch = GapWatch()
+    recovery_watch = RecoveryWatch()
 
     @app.timer(interval=GAP_CHECK_INTERVAL_S)
     async def heal_gaps() -> None:  # a partition that stopped short is read again
-        await heal(app, gap_watch, time.monotonic(), router.metrics.rewinds)
+        now = time.monotonic()
+        await heal_recovery(app, recovery_watch, now, router.metrics.rewinds)
+        await heal(app, gap_watch, now, router.metrics.rewinds)
 
     @app.task
     async def diagnostics() -> None:

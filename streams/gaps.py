@@ -182,12 +182,93 @@ async def heal(
                 "已拉取至": fetched.get(tp),
              } for tp, off in stuck.items()},
         )
-        try:
-            await consumer.seek_wait(stuck)
-        except Exception as exc:  # the broker is away: the seek waits for it; try again later
-            log.warning("回到已提交偏移失败，稍后重试：%r", exc)
+        if not await rewind(consumer, stuck, rewinds):
             return {}
         watch.reset()
-        for tp in stuck if rewinds is not None else ():
-            rewinds.labels(tp.topic).inc()
+    return stuck
+
+
+async def rewind(consumer: Any, targets: Mapping[Any, int], rewinds: Any = None) -> bool:
+    """Seek each partition to its target offset and count it in `rewinds` (a prometheus
+    Counter labelled by topic) when given; False when the seek failed (the broker is away:
+    the caller tries again at its next check)."""
+    try:
+        await consumer.seek_wait(targets)
+    except Exception as exc:
+        log.warning("回退偏移失败，稍后重试：%r", exc)
+        return False
+    for tp in targets if rewinds is not None else ():
+        rewinds.labels(tp.topic).inc()
+    return True
+
+
+RECOVERY_GRACE_S = 30.0  # a healthy recovery reads a fetched record within a second
+
+
+class RecoveryWatch:
+    """A table recovery that waits on changelog records the consumer has already fetched past.
+
+    Seen after takeovers: a changelog partition fetched to its end while faust's recovery,
+    which started it from an earlier offset, never received one of its records (they were
+    dropped between the fetch and the recovery's queue), so recovery waited for ever and the
+    worker never routed again. After `grace_s` with the recovery's offset unchanged, the
+    partition is sent back to the offset the recovery waits for; records it has already applied
+    are skipped by the recovery itself (it keeps only offsets above the last one it saw)."""
+
+    def __init__(self, grace_s: float = RECOVERY_GRACE_S) -> None:
+        self.grace_s = grace_s
+        self.since: dict[Any, tuple[int, float]] = {}
+
+    def stuck(
+        self,
+        seen: Mapping[Any, int | None],
+        highwaters: Mapping[Any, int | None],
+        fetched: Mapping[Any, int],
+        now: float,
+    ) -> dict[Any, int]:
+        """Changelog partitions to read again, each with the offset to seek to. `seen`: the last
+        offset the recovery applied (None or -1: none); `highwaters`: the last offset it needs;
+        `fetched`: the consumer's fetch position."""
+        waiting: dict[Any, int] = {}
+        for tp, high in highwaters.items():
+            last = seen.get(tp)
+            last = -1 if last is None else last
+            position = fetched.get(tp)
+            if high is not None and last < high and position is not None and position > last + 1:
+                waiting[tp] = last
+        self.since = {
+            tp: self.since[tp] if tp in self.since and self.since[tp][0] == last else (last, now)
+            for tp, last in waiting.items()
+        }
+        return {
+            tp: max(last + 1, 0) for tp, (last, t0) in self.since.items()
+            if now - t0 >= self.grace_s
+        }
+
+    def reset(self) -> None:
+        self.since.clear()
+
+
+async def heal_recovery(
+    app: Any, watch: RecoveryWatch, now: float, rewinds: Any = None
+) -> dict[Any, int]:
+    """Send the consumer back to where a stuck table recovery waits (see `RecoveryWatch`)."""
+    recovery = getattr(app.tables, "_recovery", None)
+    if recovery is None or not getattr(recovery, "in_recovery", False):
+        watch.reset()
+        return {}
+    tps = set(recovery.active_tps)
+    stuck = watch.stuck(
+        {tp: recovery.active_offsets.get(tp) for tp in tps},
+        {tp: recovery.active_highwaters.get(tp) for tp in tps},
+        fetch_positions(app.consumer, tps),
+        now,
+    )
+    if not stuck:
+        return {}
+    log.warning("表恢复在等待已拉取过的变更日志消息：回到恢复所需偏移重新读取 %s",
+                {f"{tp.topic}[{tp.partition}]": off for tp, off in stuck.items()})
+    if not await rewind(app.consumer, stuck, rewinds):
+        return {}
+    watch.reset()
     return stuck

@@ -6,14 +6,21 @@ is read again from the committed offset."""
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from typing import Any
 
-from collections import defaultdict
-
 from faust.types import TP
+from prometheus_client import CollectorRegistry
 
 from hotline.metrics import Metrics
-from streams.gaps import GapWatch, heal, seek_to_committed_or_start, strict_new_offset
+from streams.gaps import (
+    GapWatch,
+    RecoveryWatch,
+    heal,
+    heal_recovery,
+    seek_to_committed_or_start,
+    strict_new_offset,
+)
 
 
 def test_a_head_gap_is_stuck_only_after_the_grace_period() -> None:
@@ -115,7 +122,7 @@ def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_i
     asyncio.run(heal(app, watch, 0.0))
     assert asyncio.run(heal(app, watch, 20.0)) == {}  # busy: the batch in hand may be slow
     app.consumer._unacked_messages = set()
-    rewinds = Metrics().rewinds
+    rewinds = Metrics(CollectorRegistry()).rewinds
     asyncio.run(heal(app, watch, 25.0, rewinds))
     assert asyncio.run(heal(app, watch, 35.0, rewinds)) == {}  # idle for 10 s only
     assert asyncio.run(heal(app, watch, 40.0, rewinds)) == {tp: 51}
@@ -198,3 +205,43 @@ def test_a_seek_that_fails_while_the_broker_is_away_is_tried_again_later() -> No
     assert watch.since  # still watched: the next check tries again
     del app.consumer.seek_wait
     assert asyncio.run(heal(app, watch, 21.0)) == {P0: 50}
+
+
+CHANGELOG = TP("hotline-router-enterprise-repeats-changelog", 3)
+
+
+def test_a_recovery_waiting_on_records_fetched_past_is_stuck_only_after_the_grace() -> None:
+    watch = RecoveryWatch(grace_s=30)
+    other = TP("hotline-router-enterprise-repeats-changelog", 2)
+    seen: dict[Any, int | None] = {CHANGELOG: -1, other: 100}
+    highwaters: dict[Any, int | None] = {CHANGELOG: 190, other: 255}
+    fetched = {CHANGELOG: 191, other: 101}  # 3: fetched to the end, none seen; 2: keeping up
+    assert watch.stuck(seen, highwaters, fetched, 0.0) == {}
+    assert watch.stuck(seen, highwaters, fetched, 20.0) == {}
+    assert watch.stuck(seen, highwaters, fetched, 30.0) == {CHANGELOG: 0}
+    seen[CHANGELOG] = 40  # records arrive: a new clock
+    assert watch.stuck(seen, highwaters, fetched, 35.0) == {}
+    seen[CHANGELOG] = 190  # done
+    assert watch.stuck(seen, highwaters, fetched, 90.0) == {}
+
+
+class _Recovery:
+    def __init__(self) -> None:
+        self.in_recovery = True
+        self.active_tps = {CHANGELOG}
+        self.active_offsets = {CHANGELOG: 75}
+        self.active_highwaters = {CHANGELOG: 190}
+
+
+def test_heal_recovery_seeks_to_the_offset_the_recovery_waits_for() -> None:
+    watch = RecoveryWatch(grace_s=30)
+    app: Any = _App()
+    app.tables = type("Tables", (), {"_recovery": _Recovery()})()
+    app.consumer.ends = {CHANGELOG: 191}
+    rewinds = Metrics(CollectorRegistry()).rewinds
+    assert asyncio.run(heal_recovery(app, watch, 0.0, rewinds)) == {}
+    assert asyncio.run(heal_recovery(app, watch, 31.0, rewinds)) == {CHANGELOG: 76}
+    assert app.consumer.sought == [{CHANGELOG: 76}]
+    assert rewinds.labels(CHANGELOG.topic)._value.get() == 1
+    app.tables._recovery.in_recovery = False  # no recovery: nothing to watch
+    assert asyncio.run(heal_recovery(app, watch, 100.0, rewinds)) == {} and not watch.since
