@@ -222,17 +222,18 @@ def ack_current_generation(
 def consumer_state(app: faust.App) -> str:
     """What the consumer thinks it is doing: flow, assignment, paused partitions, offsets."""
     c: Any = app.consumer
+    assigned = c.assignment()
     lines = [
         f"flow_control active={app.flow_control.is_active()} consumer flow_active="
         f"{getattr(c, 'flow_active', None)} rebalancing={app.rebalancing} "
         f"generation={app.consumer_generation_id} unacked={len(c._unacked_messages)}",
-        f"assignment={sorted(map(str, c.assignment()))}",
+        f"assignment={sorted(map(str, assigned))}",
         f"paused={sorted(map(str, c._paused_partitions))}",
         f"active={sorted(map(str, c._active_partitions or ()))}",
         f"committed={ {str(k): v for k, v in c._committed_offset.items()} }",
         f"acked={ {str(k): (len(v), min(v), max(v)) for k, v in c._acked.items() if v} }",
-        f"fetched={ {str(k): v for k, v in fetch_positions(c, c.assignment()).items()} }",
-        f"log_end={ {str(tp): _log_end(c, tp) for tp in c.assignment()} }",
+        f"fetched={ {str(k): v for k, v in fetch_positions(c, assigned).items()} }",
+        f"log_end={ {str(tp): _log_end(c, tp) for tp in assigned} }",
         f"in_hand={ sorted((str(m.tp), m.offset, m.generation_id) for m in list(c._unacked_messages))[:20] }",
     ]
     return "\n".join(lines)

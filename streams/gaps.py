@@ -87,12 +87,32 @@ async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
     consumer._committed_offset.update(positions)
 
 
-class GapWatch:
-    """Remembers since when each partition has been stuck at its current committed offset."""
+class StuckClock:
+    """Remembers since when each partition has waited at the same offset."""
 
-    def __init__(self, grace_s: float = GRACE_S) -> None:
+    def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
         self.since: dict[Any, tuple[int, float]] = {}
+
+    def held(self, waiting: Mapping[Any, int], now: float) -> dict[Any, int]:
+        """Record `waiting` (partition → the offset it waits at) as seen at `now`; the ones
+        that have waited at that same offset for `grace_s` (a moved offset starts over, a
+        partition no longer waiting is forgotten)."""
+        self.since = {
+            tp: self.since[tp] if tp in self.since and self.since[tp][0] == off else (off, now)
+            for tp, off in waiting.items()
+        }
+        return {tp: off for tp, (off, t0) in self.since.items() if now - t0 >= self.grace_s}
+
+    def reset(self) -> None:
+        self.since.clear()
+
+
+class GapWatch(StuckClock):
+    """Partitions stuck at their committed offset (see `stuck`)."""
+
+    def __init__(self, grace_s: float = GRACE_S) -> None:
+        super().__init__(grace_s)
 
     def stuck(
         self,
@@ -118,14 +138,7 @@ class GapWatch:
                 done = committed.get(tp)
                 if done is not None and end > done and not acked.get(tp):
                     gaps[tp] = done
-        self.since = {
-            tp: self.since[tp] if tp in self.since and self.since[tp][0] == off else (off, now)
-            for tp, off in gaps.items()
-        }
-        return {tp: off for tp, (off, t0) in self.since.items() if now - t0 >= self.grace_s}
-
-    def reset(self) -> None:
-        self.since.clear()
+        return self.held(gaps, now)
 
 
 def consumer_started(consumer: Any) -> bool:
@@ -205,7 +218,7 @@ async def rewind(consumer: Any, targets: Mapping[Any, int], rewinds: Any = None)
 RECOVERY_GRACE_S = 30.0  # a healthy recovery reads a fetched record within a second
 
 
-class RecoveryWatch:
+class RecoveryWatch(StuckClock):
     """A table recovery that waits on changelog records the consumer has already fetched past.
 
     Seen after takeovers: a changelog partition fetched to its end while faust's recovery,
@@ -216,8 +229,7 @@ class RecoveryWatch:
     are skipped by the recovery itself (it keeps only offsets above the last one it saw)."""
 
     def __init__(self, grace_s: float = RECOVERY_GRACE_S) -> None:
-        self.grace_s = grace_s
-        self.since: dict[Any, tuple[int, float]] = {}
+        super().__init__(grace_s)
 
     def stuck(
         self,
@@ -236,17 +248,7 @@ class RecoveryWatch:
             position = fetched.get(tp)
             if high is not None and last < high and position is not None and position > last + 1:
                 waiting[tp] = last
-        self.since = {
-            tp: self.since[tp] if tp in self.since and self.since[tp][0] == last else (last, now)
-            for tp, last in waiting.items()
-        }
-        return {
-            tp: max(last + 1, 0) for tp, (last, t0) in self.since.items()
-            if now - t0 >= self.grace_s
-        }
-
-    def reset(self) -> None:
-        self.since.clear()
+        return {tp: max(last + 1, 0) for tp, last in self.held(waiting, now).items()}
 
 
 async def heal_recovery(
