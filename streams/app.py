@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT, StreamT, TableT, TopicT
+from mode import Service
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hotline.bootstrap import App, bootstrap, settle_heap
@@ -180,6 +181,25 @@ class HotlineApp(faust.App):
     """The faust app, with a consumer that never drops a fetched message, that lets only the
     acknowledgements of handled messages move the committed offset, and only over a run that
     starts at the committed position (streams.gaps)."""
+
+    #: checks run every `GAP_CHECK_INTERVAL_S` from the moment the app starts. faust starts
+    #: `app.timer`s and `app.task`s only once the first table recovery is complete, so a watch
+    #: over that recovery must not be one of them
+    watches: list[Callable[[], Awaitable[Any]]]
+
+    @Service.task
+    async def _run_watches(self) -> None:
+        # kill -USR1 <pid>: every task's and thread's stack, and the consumer's state, to the log
+        install_stack_dump(functools.partial(consumer_state, self))
+        while not self.should_stop:
+            await self.sleep(GAP_CHECK_INTERVAL_S)
+            for watch in getattr(self, "watches", ()):
+                try:
+                    await watch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a failed check is tried again at the next interval
+                    log.exception("偏移检查失败")
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
@@ -602,16 +622,12 @@ def create_app(
     gap_watch = GapWatch()
     recovery_watch = RecoveryWatch()
 
-    @app.timer(interval=GAP_CHECK_INTERVAL_S)
     async def heal_gaps() -> None:  # a partition that stopped short is read again
         now = time.monotonic()
         await heal_recovery(app, recovery_watch, now, router.metrics.rewinds)
         await heal(app, gap_watch, now, router.metrics.rewinds)
 
-    @app.task
-    async def diagnostics() -> None:
-        # kill -USR1 <pid>: every task's and thread's stack, and the consumer's state, to the log
-        install_stack_dump(lambda: consumer_state(app))
+    app.watches = [heal_gaps]  # from the start: the first table recovery is watched too
 
     @app.timer(interval=TICK_INTERVAL_S)
     async def deadlines() -> None:

@@ -14,7 +14,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -137,15 +137,18 @@ class Pipeline:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    def start_worker(self, worker_id: str, *, loglevel: str | None = None) -> Worker:
+    def start_worker(
+        self, worker_id: str, *, loglevel: str | None = None, program: Sequence[str] = (HOTLINE,)
+    ) -> Worker:
         """Start `hotline worker`; its log level is `loglevel`, else $HOTLINE_TEST_WORKER_LOGLEVEL
-        (set it to `info` or `debug` when a test needs the workers' story), else warning."""
+        (set it to `info` or `debug` when a test needs the workers' story), else warning.
+        `program` runs in place of `hotline` (a worker with an injected fault)."""
         loglevel = loglevel or os.environ.get("HOTLINE_TEST_WORKER_LOGLEVEL", "warning")
         port = free_port()
         log = self.logs / f"{worker_id}.log"
         fh = log.open("ab")
         proc = subprocess.Popen(
-            [HOTLINE, "worker", "--loglevel", loglevel],
+            [*program, "worker", "--loglevel", loglevel],
             env=self.env(HOTLINE_WORKER_ID=worker_id, HOTLINE_METRICS_PORT=str(port)),
             stdout=fh, stderr=subprocess.STDOUT, cwd=self.logs, start_new_session=True,
         )

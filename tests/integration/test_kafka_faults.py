@@ -18,12 +18,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from streams.app import MAX_SEEN_PER_ENTERPRISE
 from tests.integration.conftest import make_topic_prefix, probe_database
 from tests.integration.pipeline_helpers import (
     PROJECT_ROOT,
@@ -195,6 +197,60 @@ def test_worker_killed_during_a_rebalance(own_pg_pipeline: Pipeline, tmp_path: P
         assert len(w2.assigned(received)) == 4
     finally:
         db.close()
+
+
+# ---- a table recovery that lost its changelog records -----------------------------------------
+LOSSY_WORKER = (sys.executable, str(Path(__file__).with_name("lossy_recovery_worker.py")))
+
+
+def test_table_recovery_that_lost_changelog_records_is_healed(
+    own_pg_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The stuck-recovery mode of the takeover tests, made to happen: the worker that takes over
+    loses the first delivery of every changelog record, so its table recovery waits on records
+    the consumer has already fetched. The recovery watch must send the consumer back; then every
+    order is routed once and the repeat table holds every enterprise's orders from both workers."""
+    p = own_pg_pipeline
+    prefix = "JST"
+    n, first = 600, 300
+    orders = make_orders(n, prefix=prefix)
+    w1 = p.start_worker("t-1")
+    p.cli("ingest", str(write_jsonl(tmp_path / "first.jsonl", orders[:first])), timeout=120)
+    db = Db(p.database_url)
+    try:
+        wait_routed(p, db, prefix, first, timeout=120)
+        assert w1.terminate() == 0
+        w2 = p.start_worker("t-2", loglevel="info", program=LOSSY_WORKER)
+        p.cli("ingest", str(write_jsonl(tmp_path / "rest.jsonl", orders[first:])), timeout=120)
+        wait_routed(p, db, prefix, n, timeout=150)
+        check_consistent(db, prefix, n)
+        log = w2.log.read_text(errors="replace")
+        assert "fault injected: dropping the first delivery" in log, "the fault never struck"
+        assert "表恢复在等待已拉取过的变更日志消息" in log
+        assert_repeat_table_complete(p, prefix, first)
+    finally:
+        db.close()
+
+
+def assert_repeat_table_complete(p: Pipeline, prefix: str, first: int) -> None:
+    """Each enterprise's last changelog entry holds its newest orders of both workers: a
+    recovery that skipped records would have started the second worker's entries afresh
+    (orders before `first` came through the first worker)."""
+    changelog = read_topic(p.bootstrap, p.topic("hotline-router-enterprise-repeats-changelog"))
+    written: dict[str, dict[str, str]] = {}  # key -> every order id ever in its entry
+    last: dict[str, dict[str, str]] = {}
+    for key, entry in changelog:
+        assert key is not None
+        written.setdefault(key, {}).update(entry)
+        last[key] = entry
+    spanning = 0
+    for key, entry in last.items():
+        ours = {k: v for k, v in written[key].items() if k.startswith(prefix)}
+        newest = dict(sorted(ours.items(), key=lambda kv: kv[1])[-MAX_SEEN_PER_ENTERPRISE:])
+        assert {k: v for k, v in entry.items() if k.startswith(prefix)} == newest, key
+        ids = sorted(int(k[len(prefix):]) for k in newest)
+        spanning += ids[0] < first <= ids[-1]
+    assert spanning, "no enterprise has orders on both sides of the takeover"
 
 
 # ---- PostgreSQL away for 30 s -------------------------------------------------------------------
