@@ -55,6 +55,7 @@ from streams.gaps import (
     fetch_positions,
     heal,
     heal_recovery,
+    log_end,
     seek_to_committed_or_start,
     strict_new_offset,
 )
@@ -253,17 +254,10 @@ def consumer_state(app: faust.App) -> str:
         f"committed={ {str(k): v for k, v in c._committed_offset.items()} }",
         f"acked={ {str(k): (len(v), min(v), max(v)) for k, v in c._acked.items() if v} }",
         f"fetched={ {str(k): v for k, v in fetch_positions(c, assigned).items()} }",
-        f"log_end={ {str(tp): _log_end(c, tp) for tp in assigned} }",
+        f"log_end={ {str(tp): log_end(c, tp) for tp in assigned} }",
         f"in_hand={ sorted((str(m.tp), m.offset, m.generation_id) for m in list(c._unacked_messages))[:20] }",
     ]
     return "\n".join(lines)
-
-
-def _log_end(consumer: Any, tp: Any) -> int | None:
-    try:
-        return consumer.highwater(tp)
-    except Exception:  # not fetched yet
-        return None
 
 
 def as_stream(stream: StreamT) -> faust.Stream:

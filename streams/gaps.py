@@ -19,12 +19,16 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
    exactly at the committed position. A missing message holds the commit; it never skips it.
 2. `seek_to_committed_or_start`: after a rebalance every stream partition goes back to its
    committed offset, or to the start of the log when nothing was committed, and the consumer
-   remembers that position as the committed one, so rule 1 always has a floor.
+   remembers that position as the committed one, so rule 1 always has a floor. While a table
+   recovery runs, its changelog partitions go back to the next record it needs
+   (`recovery_needs`).
 3. `GapWatch` and `heal`: a partition is stuck when, for `GRACE_S` seconds with the flow
    running and no rebalance, either its lowest acknowledged offset stays above the committed
    one (a head gap), or it has fetched messages past the committed offset while the worker
-   holds none in hand and has acknowledged none of them (they vanished inside the consumer). The
-   consumer is then sent back to the committed offset; the messages come again and the
+   holds none in hand and has acknowledged none of them (they vanished inside the consumer), or
+   the consumer no longer fetches from it (paused, or parked by faust's "buffer full" mark)
+   while the worker holds nothing and the log goes on. The consumer is then sent back to the
+   committed offset (and fetches the partition again); the messages come again and the
    idempotent handlers absorb the ones already handled.
 """
 
@@ -85,6 +89,35 @@ async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
         await consumer.seek_wait(floors)
         positions.update(floors)
     consumer._committed_offset.update(positions)
+    needed = recovery_needs(app)
+    if needed:
+        await consumer.seek_wait(needed)
+
+
+def running_recovery(app: Any) -> Any:
+    """faust's table recovery service while it is recovering, else None."""
+    recovery = getattr(getattr(app, "tables", None), "_recovery", None)
+    return recovery if getattr(recovery, "in_recovery", False) else None
+
+
+def recovery_needs(app: Any) -> dict[Any, int]:
+    """While a table recovery runs: each changelog partition it still reads, with the offset of
+    the next record it needs. faust seeks back after discarding fetched records (a fetch that
+    returns while the flow is held) with `perform_seek`, which moves only partitions with a
+    committed offset; a changelog partition has none, so its discarded records were gone for
+    that recovery, which then waited for ever (the stuck-recovery mode of the takeover tests).
+    `seek_to_committed_or_start` sends these partitions back too."""
+    recovery = running_recovery(app)
+    if recovery is None:
+        return {}
+    needed: dict[Any, int] = {}
+    for tp in recovery.active_tps:
+        seen = recovery.active_offsets.get(tp)
+        seen = -1 if seen is None else seen
+        high = recovery.active_highwaters.get(tp)
+        if high is not None and seen < high:
+            needed[tp] = seen + 1
+    return needed
 
 
 class StuckClock:
@@ -122,11 +155,14 @@ class GapWatch(StuckClock):
         *,
         fetched: Mapping[Any, int] | None = None,
         in_hand: int = 0,
+        parked: Mapping[Any, int] | None = None,
     ) -> dict[Any, int]:
         """Partitions stuck for `grace_s` at the same committed offset: the offset to go back
         to, each. Stuck means a head gap (committed < lowest acked), or, with nothing in hand
-        (`in_hand` messages tracked and not yet acknowledged), messages fetched past the
-        committed offset (`fetched`: partition → fetch position) and none of them acknowledged.
+        (`in_hand` messages tracked and not yet acknowledged), either messages fetched past the
+        committed offset (`fetched`: partition → fetch position) and none of them acknowledged,
+        or a partition the consumer does not fetch from (paused, or parked as "buffer full")
+        while its log goes on past the committed offset (`parked`: partition → log end).
         Lag alone is not enough: while the broker is away nothing is fetched."""
         gaps: dict[Any, int] = {}
         for tp, offsets in acked.items():
@@ -137,6 +173,10 @@ class GapWatch(StuckClock):
             for tp, end in (fetched or {}).items():
                 done = committed.get(tp)
                 if done is not None and end > done and not acked.get(tp):
+                    gaps[tp] = done
+            for tp, end in (parked or {}).items():
+                done = committed.get(tp)
+                if done is not None and end > done:
                     gaps[tp] = done
         return self.held(gaps, now)
 
@@ -179,10 +219,14 @@ async def heal(
         watch.reset()
         return {}
     assigned = consumer.assignment()
-    fetched = fetch_positions(consumer, stream_partitions(app, assigned))
+    streams = stream_partitions(app, assigned)
+    fetched = fetch_positions(consumer, streams)
+    fetching = getattr(consumer, "_active_partitions", None) or set()
+    parked = {tp: end for tp in streams
+              if tp not in fetching and (end := log_end(consumer, tp)) is not None}
     found = watch.stuck(
         consumer._acked, consumer._committed_offset, now,
-        fetched=fetched, in_hand=len(consumer._unacked_messages),
+        fetched=fetched, in_hand=len(consumer._unacked_messages), parked=parked,
     )
     stuck = {tp: off for tp, off in found.items() if tp in assigned}
     if stuck:
@@ -193,12 +237,25 @@ async def heal(
                 "已提交": off,
                 "最小已确认": min(acked[tp]) if acked.get(tp) else None,
                 "已拉取至": fetched.get(tp),
+                "暂停拉取": tp in parked,
              } for tp, off in stuck.items()},
         )
         if not await rewind(consumer, stuck, rewinds):
             return {}
+        resumed = [tp for tp in stuck if tp in parked]
+        if resumed:  # fetch from it again; faust's "buffer full" mark goes with the pause
+            consumer._buffered_partitions.difference_update(resumed)
+            consumer.resume_partitions(resumed)
         watch.reset()
     return stuck
+
+
+def log_end(consumer: Any, tp: Any) -> int | None:
+    """The partition's log end as of the consumer's last fetch (None before any fetch)."""
+    try:
+        return consumer.highwater(tp)
+    except Exception:  # not fetched yet
+        return None
 
 
 async def rewind(consumer: Any, targets: Mapping[Any, int], rewinds: Any = None) -> bool:
@@ -255,8 +312,8 @@ async def heal_recovery(
     app: Any, watch: RecoveryWatch, now: float, rewinds: Any = None
 ) -> dict[Any, int]:
     """Send the consumer back to where a stuck table recovery waits (see `RecoveryWatch`)."""
-    recovery = getattr(app.tables, "_recovery", None)
-    if recovery is None or not getattr(recovery, "in_recovery", False):
+    recovery = running_recovery(app)
+    if recovery is None:
         watch.reset()
         return {}
     tps = set(recovery.active_tps)

@@ -130,6 +130,46 @@ def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_i
     assert rewinds.labels(tp.topic)._value.get() == 1
 
 
+class _Pausing(_Consumer):
+    """A consumer that no longer fetches one partition (paused, or parked as "buffer full")."""
+
+    def __init__(self, tp: Any, log_end: int) -> None:
+        super().__init__()
+        self._acked = {}
+        self._committed_offset = {tp: 51, P0: 50}
+        self._active_partitions = {P0}
+        self._buffered_partitions = {tp}
+        self.log_ends = {tp: log_end, P0: 50}
+        self.resumed: list[Any] = []
+
+    def highwater(self, tp: Any) -> int:
+        return self.log_ends[tp]
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.resumed.extend(tps)
+        self._active_partitions.update(tps)
+
+
+def test_a_partition_the_consumer_stopped_fetching_is_resumed_once_the_worker_is_idle() -> None:
+    tp = TP("hotline.workorders.by-enterprise", 2)
+    watch = GapWatch(grace_s=15)
+    app: Any = _App()
+    app.consumer = _Pausing(tp, log_end=110)  # 59 orders behind the commit, never fetched
+    app.consumer._unacked_messages = {"a message in hand"}  # busy: the pause may be backpressure
+    asyncio.run(heal(app, watch, 0.0))
+    assert asyncio.run(heal(app, watch, 20.0)) == {}
+    app.consumer._unacked_messages = set()
+    asyncio.run(heal(app, watch, 25.0))
+    assert asyncio.run(heal(app, watch, 40.0)) == {tp: 51}
+    assert app.consumer.sought == [{tp: 51}] and app.consumer.resumed == [tp]
+    assert not app.consumer._buffered_partitions
+    # caught up (log end at the commit): a paused partition with nothing to read is left alone
+    app.consumer = _Pausing(tp, log_end=51)
+    watch = GapWatch(grace_s=15)
+    asyncio.run(heal(app, watch, 0.0))
+    assert asyncio.run(heal(app, watch, 60.0)) == {} and app.consumer.resumed == []
+
+
 def test_a_partition_that_is_caught_up_or_acknowledging_is_not_stuck() -> None:
     watch = GapWatch(grace_s=15)
     fetched = {"p0": 51, "p1": 90}  # p0 has fetched nothing past its commit (the broker is away)
@@ -245,3 +285,21 @@ def test_heal_recovery_seeks_to_the_offset_the_recovery_waits_for() -> None:
     assert rewinds.labels(CHANGELOG.topic)._value.get() == 1
     app.tables._recovery.in_recovery = False  # no recovery: nothing to watch
     assert asyncio.run(heal_recovery(app, watch, 100.0, rewinds)) == {} and not watch.since
+
+
+def test_a_seek_back_during_a_table_recovery_also_rewinds_the_changelog_it_still_reads() -> None:
+    # faust discards records fetched while the flow is held and seeks back with perform_seek;
+    # the changelog has no committed offset, so without this its records were gone for good
+    app: Any = _App()
+    app.tables = type("Tables", (), {"_recovery": _Recovery()})()
+    done = TP("hotline-router-enterprise-repeats-changelog", 1)
+    app.tables._recovery.active_tps.add(done)
+    app.tables._recovery.active_offsets[done] = 40
+    app.tables._recovery.active_highwaters[done] = 40
+    consumer = _Seeking()
+    asyncio.run(seek_to_committed_or_start(app, consumer))
+    assert consumer.sought[-1] == {CHANGELOG: 76}  # the next record needed; not the finished one
+    app.tables._recovery.in_recovery = False
+    consumer = _Seeking()
+    asyncio.run(seek_to_committed_or_start(app, consumer))
+    assert all(CHANGELOG not in sought for sought in consumer.sought)
