@@ -45,13 +45,6 @@ from tests.integration.pipeline_helpers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: docs/guarantees.md §2, "Still open": what the takeover tests still show now and then
-TAKEOVER_DEFECT = (
-    "known defect, open: now and then (test (e) 2 of 14 full runs) the remaining worker stops "
-    "routing after a takeover: faust's table recovery waits for ever for changelog records it "
-    "fetched and dropped, or the worker goes idle with orders left and no gap the watch can "
-    "see; see docs/guarantees.md"
-)
 ORDERS = 1000
 START_TIMEOUT = 60  # a worker loads the model, joins the group, recovers its table
 FLOW_TIMEOUT = 150  # 1,000 orders through one worker on this 2-core machine
@@ -357,7 +350,6 @@ def test_c_malformed_messages_go_to_the_dlq_with_the_reason(
 
 
 # ---- (d) ----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
 ) -> None:
@@ -382,7 +374,6 @@ def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
 
 
 # ---- (e) ----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=False, reason=TAKEOVER_DEFECT)
 def test_e_two_workers_share_partitions_and_one_takes_over(
     own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
 ) -> None:
