@@ -64,6 +64,26 @@ class OrderIn:
             "extra": dict(self.extra),
         }
 
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> OrderIn:
+        """The order back from `to_json` (the repartition hop)."""
+        return cls(
+            order_id=value["order_id"],
+            channel=value["channel"],
+            received_at=datetime.fromisoformat(value["received_at"]),
+            title=value.get("title") or "",
+            text=value["text"],
+            caller=value.get("caller"),
+            enterprise_name=value.get("enterprise_name"),
+            credit_code=value.get("credit_code"),
+            address=value.get("address"),
+            area=value.get("area"),
+            appeal_type=value.get("appeal_type"),
+            is_enterprise=bool(value.get("is_enterprise")),
+            legacy=bool(value.get("legacy")),
+            extra=dict(value.get("extra") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class Candidate:

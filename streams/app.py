@@ -110,23 +110,8 @@ def enterprise_key(order: OrderIn) -> str:
     return f"order:{order.order_id}"
 
 
-def order_from_json(value: dict[str, Any]) -> OrderIn:
-    return OrderIn(
-        order_id=value["order_id"],
-        channel=value["channel"],
-        received_at=datetime.fromisoformat(value["received_at"]),
-        title=value.get("title") or "",
-        text=value["text"],
-        caller=value.get("caller"),
-        enterprise_name=value.get("enterprise_name"),
-        credit_code=value.get("credit_code"),
-        address=value.get("address"),
-        area=value.get("area"),
-        appeal_type=value.get("appeal_type"),
-        is_enterprise=bool(value.get("is_enterprise")),
-        legacy=bool(value.get("legacy")),
-        extra=dict(value.get("extra") or {}),
-    )
+#: the order back from the repartition topic
+order_from_json = OrderIn.from_json
 
 
 #: an enterprise's table entry keeps at most this many recent orders: the rule only asks

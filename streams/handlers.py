@@ -86,6 +86,7 @@ def order_from_row(row: Any) -> OrderIn:
         appeal_type=row.appeal_type,
         is_enterprise=row.is_enterprise,
         legacy=row.legacy,
+        extra=dict(row.extra or {}),  # 行业分类 levels and urgency: classifier and deadline inputs
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 import pytest
 
 from hotline.masking import mask_pii
+from models.records import OrderIn
 from streams.intake import IntakeError, normalize
 
 NOW = datetime(2026, 11, 24, 9, 0)
@@ -112,3 +113,9 @@ def test_operator_industry_levels_are_kept_for_the_classifier() -> None:
     assert o.extra["行业分类1级"] == "劳动和社会保障" and o.extra["行业分类2级"] == "工资福利"
     with pytest.raises(IntakeError):
         normalize(good(行业分类1级=3), max_text_chars=5000)
+
+
+def test_an_order_survives_the_repartition_hop_with_its_extra_fields() -> None:
+    o = normalize(good(行业分类1级="劳动和社会保障", urgent=True), max_text_chars=5000)
+    back = OrderIn.from_json(json.loads(json.dumps(o.to_json(), ensure_ascii=False)))
+    assert back == o and back.extra["行业分类1级"] == "劳动和社会保障"

@@ -14,6 +14,7 @@ import pytest
 from models.lifecycle import LifecycleEvent, State
 from models.records import Candidate, Decision, OrderIn
 from models.store import QUEUES, ConflictingOrder, OrderNotFound, Store, content_hash
+from streams.handlers import order_from_row
 
 T0 = datetime(2025, 3, 3, 9, 0)  # a Monday
 TOWN = "朱泾镇"
@@ -268,6 +269,7 @@ class StoreContract:
             k: v for k, v in b.model_dump().items() if k not in skip
         }
         assert b.content_hash == content_hash(two) and b.extra == {"来源": "热线", "urgent": True}
+        assert order_from_row(b) == two  # a re-dispatch routes the order it stored, extras too
         assert b.received_at == T0 and b.next_due == datetime(2025, 3, 4, 9)
 
         def events(oid: str) -> list[tuple[Any, ...]]:
