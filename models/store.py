@@ -185,8 +185,8 @@ def _order_values(
     }
 
 
-def _new_row(order: OrderIn, values: dict[str, Any]) -> WorkOrder:
-    return WorkOrder(**_order_values(order, values))
+def _new_row(order: OrderIn, values: dict[str, Any], digest: str | None = None) -> WorkOrder:
+    return WorkOrder(**_order_values(order, values, digest))
 
 
 def _snapshot(lc: OrderLifecycle, now: datetime | None = None) -> dict[str, Any]:
@@ -247,7 +247,7 @@ class Store:
                 return self._same_or_conflict(existing, digest)
             lc = OrderLifecycle(order_id=order.order_id)
             applied = lc.apply(event, calendar=self.calendar, policy=self.policy)
-            row = _new_row(order, _snapshot(lc))
+            row = _new_row(order, _snapshot(lc), digest)
             s.add(row)
             s.add_all(_event_row(e) for e in applied)
             try:
