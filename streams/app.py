@@ -23,6 +23,7 @@ import logging
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import faust
+import faust.streams as faust_streams
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT, StreamT, TableT, TopicT
 from mode import Service
@@ -433,7 +435,19 @@ def intake_handler(pipeline: Pipeline) -> Handle:
     return handle
 
 
-def route_handler(pipeline: Pipeline, stream: faust.Stream, repeats: TableT) -> Handle:
+def as_table_event(event: EventT) -> None:
+    """Make `event` the current event of this task, for the table: it sends its changelog to
+    the partition of the current event, and a batch from `noack_take` is outside faust's
+    per-event context. Only faust's task-local context variable is set, never the stream's
+    own `current_event`: that one belongs to the stream's iterator, and `noack_take` reads it
+    when it buffers the next event after waiting for the batch in hand. Setting it here (as
+    this handler once did) could make the stream buffer an event of the previous batch in
+    place of the new one, which then was never handled nor acknowledged: its partition
+    stopped at it until the gap watch sent the consumer back (streams.gaps)."""
+    faust_streams._current_event.set(weakref.ref(event))
+
+
+def route_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
     """Count repeats in the table, then classify, route and persist; a redelivered order that
     is already routed has its current dispatch sent again (its first delivery may be lost)."""
     router = pipeline.router
@@ -464,10 +478,9 @@ def route_handler(pipeline: Pipeline, stream: faust.Stream, repeats: TableT) -> 
                 entries[key] = (event, seen)
             orders.append(order)
         for key, (event, seen) in entries.items():
-            # one write (one changelog message) per enterprise and batch. A batch from
-            # `noack_take` is outside faust's per-event context; the table writes its changelog
-            # to the partition of the current event (the key's partition)
-            stream._set_current_event(event)
+            # one write (one changelog message) per enterprise and batch, to the partition of
+            # the current event (the key's partition)
+            as_table_event(event)
             repeats[key] = seen
         TIMES.add("route.table", time.perf_counter() - started, len(events))
         return await pipeline.call(work, orders, counts)
@@ -591,7 +604,7 @@ def create_app(
 
     @app.agent(by_enterprise)
     async def route(stream: StreamT) -> None:
-        handle = route_handler(pipeline, as_stream(stream), repeats)
+        handle = route_handler(pipeline, repeats)
         await pipeline.run(as_stream(stream), BY_ENTERPRISE, handle)
 
     @app.agent(events)

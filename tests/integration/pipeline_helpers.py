@@ -166,6 +166,12 @@ class Pipeline:
         assert done.returncode == 0, f"hotline {' '.join(args)} failed: {out[-2000:]}"
         return out
 
+    def cli_in_background(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start `hotline <args>` and return at once (its output goes to the test's logs)."""
+        with (self.logs / "cli.log").open("ab") as fh:
+            return subprocess.Popen([HOTLINE, *args], env=self.env(), stdout=fh,
+                                    stderr=subprocess.STDOUT, cwd=self.logs)
+
     def stop_all(self) -> None:
         for w in self.workers:
             w.kill()

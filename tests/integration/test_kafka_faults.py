@@ -189,8 +189,10 @@ def test_worker_killed_during_a_rebalance(own_pg_pipeline: Pipeline, tmp_path: P
         wait_until(lambda: "joining group" in w2.log.read_text(errors="replace"), timeout=60,
                    what="worker 2 joining the group")
         # the rest of the backlog arrives now, so worker 1 is mid-stream whatever its speed
-        p.cli("ingest", str(write_jsonl(tmp_path / "rest.jsonl", orders[first:])), timeout=120)
+        rest = p.cli_in_background("ingest", str(write_jsonl(tmp_path / "rest.jsonl",
+                                                             orders[first:])))
         w1.kill()  # ... and worker 1 dies in the middle of it
+        assert rest.wait(timeout=120) == 0, "hotline ingest failed"
         assert db.routed(prefix) < n, "finished before the fault"
         wait_routed(p, db, prefix, n, timeout=180)
         check_consistent(db, prefix, n)

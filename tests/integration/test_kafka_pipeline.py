@@ -46,6 +46,7 @@ from tests.integration.pipeline_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ORDERS = 1000
+FIRST = 300  # test (e): orders sent before worker 1 stops; the rest while it stops
 START_TIMEOUT = 60  # a worker loads the model, joins the group, recovers its table
 FLOW_TIMEOUT = 150  # 1,000 orders through one worker on this 2-core machine
 FEEDS_SETTLE_S = 30  # the last feed messages follow the database write within seconds
@@ -390,13 +391,16 @@ def test_e_two_workers_share_partitions_and_one_takes_over(
 
     wait_until(sharing, timeout=START_TIMEOUT + 30, what="both workers holding partitions")
     assert not w1.assigned(received) & w2.assigned(received)
-    p.cli("ingest", str(write_jsonl(tmp_path / "orders.jsonl", make_orders(ORDERS, prefix=prefix))),
-          timeout=120)
+    orders = make_orders(ORDERS, prefix=prefix)
+    p.cli("ingest", str(write_jsonl(tmp_path / "first.jsonl", orders[:FIRST])), timeout=120)
     db = db_for(p)
     try:
         wait_until(lambda: db.routed(prefix) >= 100, timeout=60, what="both workers under way")
+        # the rest arrives while worker 1 stops: what lands on its partitions is left to worker 2
+        rest = p.cli_in_background("ingest", str(write_jsonl(tmp_path / "rest.jsonl",
+                                                             orders[FIRST:])))
         assert w1.terminate() == 0
-        assert db.routed(prefix) < ORDERS, "finished before one worker could stop"
+        assert rest.wait(timeout=120) == 0, "hotline ingest failed"
         wait_until(lambda: len(w2.assigned(received)) == 4, timeout=30,
                    what="the remaining worker taking every partition")
         wait_routed(p, db, prefix, ORDERS)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import faust.streams as faust_streams
 
 from models.records import OrderIn
-from streams.app import MAX_SEEN_PER_ENTERPRISE, count_repeats, enterprise_key
+from streams.app import MAX_SEEN_PER_ENTERPRISE, as_table_event, count_repeats, enterprise_key
 
 T0 = datetime(2026, 11, 1, 9, 0)
 
@@ -41,3 +45,26 @@ def test_orders_of_one_enterprise_share_a_key() -> None:
     c = order("c", 2, enterprise_name="乙公司")
     assert enterprise_key(a) == enterprise_key(b) != enterprise_key(c)
     assert enterprise_key(order("d", 0)) == "order:d"
+
+
+class _Event:  # weakly referable, as faust's events are
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
+
+
+def test_the_table_event_is_set_for_the_handlers_task_only() -> None:
+    """The table writes its changelog to the partition of faust's current event; the route
+    handler sets it in its own task, never on the stream, whose `noack_take` buffer filler (a
+    task of its own) reads the stream's current event and would buffer the wrong one."""
+    event = _Event(3)
+
+    async def filler() -> object:
+        return faust_streams.current_event()
+
+    async def main() -> tuple[object, object]:
+        other = asyncio.ensure_future(filler())  # its context is copied now
+        as_table_event(event)  # type: ignore[arg-type]
+        return faust_streams.current_event(), await other
+
+    mine, others = asyncio.run(main())
+    assert mine is event and others is None
