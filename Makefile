@@ -39,8 +39,8 @@ bench-quality: setup
 
 ## repeated cross-validation of model variants on the Haikou train + validation orders (minutes)
 cv-quality: setup
-	$(BIN)/python -m ops.cv_quality --variant current --variant industry-0.5 \
-		--variant industry-0.7 --variant knn-0.1 --variant direct-0.2
+	$(BIN)/python -m ops.cv_quality --variant current --variant previous --variant industry-1.0 \
+		--variant plain-mentions --variant industry-0.5 --variant knn-0.1 --variant direct-0.2
 
 clean:
 	rm -rf $(VENV) var classifier/bundled .pytest_cache

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from classifier.features import ADDRESS, AREA, TEXT
+from classifier.features import ADDRESS, AREA, TEXT, caller_name
 
 CITY = "市"  # territory of a city-wide unit (市级/全域), and of units with no territory prefix
 
@@ -35,6 +35,30 @@ FUNCTION_ALIASES: dict[str, str] = {
     "文化体育和旅游发展局": "文体局",
     "食品药品监督管理局": "食药监局",
     "国土资源局": "国土局",
+}
+
+#: Official short forms (简称) of functions (after `FUNCTION_ALIASES`): a city unit is also
+#: recognised by one of these, a district unit by its territory followed by one (龙华区安监局).
+#: Read off the unit names and the train + validation orders of the Haikou data, never test.
+ABBREVIATIONS: dict[str, tuple[str, ...]] = {
+    "安全生产监督管理局": ("安监局",),
+    "科学技术工业信息化局": ("科工信",),
+    "旅游发展委员会": ("旅游委",),
+    "质量技术监督局": ("质监局",),
+    "国家税务局": ("国税局",),
+    "地方税务局": ("地税局",),
+    "海洋和渔业局": ("海洋局",),
+    "规划委员会": ("规划局", "规划委"),
+    "精神文明建设指导委员会办公室": ("文明办",),
+    "社会保险事业局": ("社保局",),
+    "公安局消防支队": ("消防支队",),
+    "排水管道养护所": ("排水所",),
+    "开源水务资产管理有限公司": ("开源水务",),
+    "公共交通集团有限公司": ("公交集团", "公交公司"),
+    "旅游文化投资控股集团有限公司": ("海旅集团",),
+    "人口计划生育委员会": ("计生委",),
+    "园林管理局": ("园林局",),
+    "食药监局": ("食药监",),
 }
 
 _CITY_PREFIX = re.compile(r"^(?:海口市|海口)")
@@ -60,7 +84,9 @@ def parse_unit(unit: str, territories: frozenset[str] = frozenset()) -> UnitPart
     m = _TERRITORY.match(name)
     if m and m.group("t") in territories:
         territory, rest = m.group("t"), m.group("rest")
-    elif name.startswith(CITY) and len(name) > 2 and name[1] not in "政民":  # 市政, 市民 are words
+    elif name.startswith(CITY) and len(name) > 2 and (
+        name[1] not in "政民" or name.startswith("市民政")  # 市政, 市民 are words; 市民政局 is not
+    ):
         rest = name[1:]
     town_m = _TOWN.match(rest)
     if town_m and territory != CITY:
@@ -88,24 +114,51 @@ def short_name(function: str) -> str:
     return function
 
 
-def name_variants(unit: str, parts: UnitParts, unique_function: bool) -> list[str]:
-    """Strings whose presence in an order points at ``unit``."""
+def name_variants(
+    unit: str, parts: UnitParts, unique_function: bool, abbreviations: bool = True
+) -> list[str]:
+    """Strings whose presence in an order points at ``unit``; with ``abbreviations`` also
+    its official short forms (`ABBREVIATIONS`) and, for a district unit, the district
+    without 区 before the short function (琼山城管)."""
     name = _CITY_PREFIX.sub("", unit)
     out = {unit, name}
+    short = ABBREVIATIONS.get(parts.function, ()) if abbreviations else ()
     if parts.town:
         out.add(parts.town)
     elif parts.territory != CITY:
         out.add(parts.territory + short_name(parts.function))
+        out.update(parts.territory + a for a in short)
+        if abbreviations and len(parts.territory) >= 3:
+            out.add(parts.territory[:-1] + short_name(parts.function))
+            out.update(parts.territory[:-1] + a for a in short)
     elif unique_function:
         out.add(parts.function)
         if len(short_name(parts.function)) >= 3:
             out.add(short_name(parts.function))
+        out.update(short)
     return sorted(v for v in out if len(v) >= 2)
+
+
+def is_subsequence(short: str, long: str) -> bool:
+    """True when the characters of ``short`` appear in ``long`` in order (市安监局 in
+    市安全生产监督管理局): how Chinese abbreviations are formed."""
+    it = iter(long)
+    return all(ch in it for ch in short)
 
 
 class CatalogueMatcher(TransformerMixin, BaseEstimator):
     """Per-unit name-mention scores: column j is 1 when the order's text, area or address
-    mentions unit j (``classes_`` order, the sorted labels seen in ``fit``)."""
+    mentions unit j (``classes_`` order, the sorted labels seen in ``fit``).
+
+    With ``abbreviations`` the official short forms count as mentions (`name_variants`).
+    With ``callers`` a unit that phones in about an order (交警来电反馈, 市排水来电咨询,
+    秀英发改委来电反馈) counts as mentioned when its name abbreviates one or two units
+    (`caller_units`).
+    """
+
+    def __init__(self, abbreviations: bool = True, callers: bool = True) -> None:
+        self.abbreviations = abbreviations
+        self.callers = callers
 
     def fit(self, X: np.ndarray, y: Any = None) -> CatalogueMatcher:
         if y is None:
@@ -118,9 +171,11 @@ class CatalogueMatcher(TransformerMixin, BaseEstimator):
         for p in parts:
             per_function[p.function] = per_function.get(p.function, 0) + 1
         self.variants_ = [
-            name_variants(u, p, per_function[p.function] == 1)
+            name_variants(u, p, per_function[p.function] == 1, self.abbreviations)
             for u, p in zip(units, parts, strict=True)
         ]
+        self.unit_territory_ = [p.territory for p in parts]
+        self.unit_names_ = [_CITY_PREFIX.sub("", u.strip()) for u in units]
         self.index_: dict[str, list[int]] = {}
         for j, vs in enumerate(self.variants_):
             for v in vs:
@@ -149,10 +204,43 @@ class CatalogueMatcher(TransformerMixin, BaseEstimator):
             for v in self.by_prefix_[int(keys[at])]:
                 if joined.startswith(v, at):
                     pairs.update((doc, j) for j in self.index_[v])
+        if self.callers:
+            cache: dict[str, list[int]] = {}
+            for doc, row in enumerate(X):
+                who = caller_name(row[TEXT])
+                if who is not None:
+                    if who not in cache:
+                        cache[who] = self.caller_units(who)
+                    pairs.update((doc, j) for j in cache[who])
         rows = [r for r, _ in pairs]
         cols = [c for _, c in pairs]
         data = np.ones(len(rows), dtype=np.float32)
         return sp.csr_matrix((data, (rows, cols)), shape=(len(blobs), len(self.classes_)))
+
+    def caller_units(self, who: str) -> list[int]:
+        """Units (column indices) whose name the caller's name abbreviates: its characters in
+        order, within the caller's district when it names one (龙华市政 → 龙华区市政维修管理中心),
+        city units first when it names none (教育局 → 市教育局); none when more than two match."""
+        name = _CITY_PREFIX.sub("", who.strip())
+        territory, rest = None, name
+        for t in sorted(self.territories_, key=len, reverse=True):
+            form = next((f for f in (t, t[:-1]) if name.startswith(f)), None)
+            if form and len(name) - len(form) >= 2:
+                territory, rest = t, name[len(form) :]
+                break
+        if territory is None and name.startswith(CITY) and len(name) > 3:
+            territory, rest = CITY, name[1:]
+        exact = [j for j, full in enumerate(self.unit_names_) if full in (name, CITY + name)]
+        if exact:
+            return exact
+        found = [
+            j
+            for j, (t, full) in enumerate(zip(self.unit_territory_, self.unit_names_, strict=True))
+            if (territory is None or t == territory) and is_subsequence(rest, full)
+        ]
+        if territory is None and len(found) > 1:
+            found = [j for j in found if self.unit_territory_[j] == CITY] or found
+        return found if len(found) <= 2 else []
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray([f"unit_mention:{u}" for u in self.classes_], dtype=object)

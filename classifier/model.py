@@ -45,7 +45,7 @@ METADATA_FILE = "metadata.json"
 N_TERMS = 5  # explanation words kept per side
 #: Version of the saved model's layout (feature transformers, compiled heads): a model saved
 #: with another layout is refused like one saved with other library versions.
-MODEL_FORMAT = "4"
+MODEL_FORMAT = "5"
 
 
 class ModelLoadError(RuntimeError):

@@ -25,6 +25,9 @@ def test_parse_unit_function_territory_town() -> None:
     assert parse_unit("龙华区金宇街道办", t).function == "街道办"
     assert parse_unit("市政工程维修公司", t).function == "市政工程维修公司"  # 市政 is a word
     assert parse_unit("海口市美兰区物价监督检查局", t).function == "物价局"
+    city_civil = parse_unit("市民政局", t)
+    assert (city_civil.territory, city_civil.function) == ("市", "民政局")
+    assert parse_unit("市民云支撑组", t).function == "市民云支撑组"  # 市民 is a word
     # Jinshan units have no territory prefix: one function each, all city-wide
     assert parse_unit("区市场监管局", frozenset()).territory == "市"
     assert infer_territories(["区市场监管局", "区税务局", "金山工业区", "朱泾镇"]) == frozenset()
@@ -65,3 +68,33 @@ def test_ensemble_composes_rare_district_unit_from_function_and_territory() -> N
     labels = np.asarray(model.labels)
     assert labels[proba.argmax()] == "秀英区城管局"
     assert abs(proba.sum() - 1.0) < 1e-6
+
+
+CALLER_UNITS = ["市公安局交通警察支队", "市公安局", "市排水管道养护所", "市教育局", "美兰区教育局",
+                "龙华区教育局", "秀英区发改委", "秀英区城管局", "龙华区城管局", "海口电信局",
+                "市安全生产监督管理局", "龙华区安全生产监督管理局"]  # fmt: skip
+
+
+def test_catalogue_matcher_reads_callers_and_abbreviations() -> None:
+    m = CatalogueMatcher().fit(inputs_from_texts(CALLER_UNITS), CALLER_UNITS)
+    names = list(m.classes_)
+
+    def callers(who: str) -> set[str]:
+        return {names[j] for j in m.caller_units(who)}
+
+    assert callers("交警") == {"市公安局交通警察支队"}
+    assert callers("市排水") == {"市排水管道养护所"}
+    assert callers("教育局") == {"市教育局"}  # no district named: the city unit
+    assert callers("秀英发改委") == {"秀英区发改委"}
+    assert callers("市公安局") == {"市公安局"}  # an exact name wins over abbreviations
+    assert len(callers("城管")) == 2  # two units at most
+    assert callers("局") == set()  # more than two: no mention
+    texts = ["交警来电反馈：工单号123", "市民来电咨询：龙华区安监局的地址", "市民来电反映：电信信号差"]
+    X = m.transform(inputs_from_texts(texts))
+    assert {names[j] for j in X[0].indices} == {"市公安局交通警察支队"}
+    assert {names[j] for j in X[1].indices} == {"龙华区安全生产监督管理局"}
+    assert X[2].nnz == 0  # a citizen's words are not a caller
+    plain = CatalogueMatcher(abbreviations=False, callers=False).fit(
+        inputs_from_texts(CALLER_UNITS), CALLER_UNITS
+    )
+    assert plain.transform(inputs_from_texts(texts)).nnz == 0
