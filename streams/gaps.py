@@ -108,15 +108,28 @@ def recovery_needs(app: Any) -> dict[Any, int]:
     that recovery, which then waited for ever (the stuck-recovery mode of the takeover tests).
     `seek_to_committed_or_start` sends these partitions back too."""
     recovery = running_recovery(app)
-    if recovery is None:
-        return {}
+    return still_needed(*recovery_progress(recovery)) if recovery is not None else {}
+
+
+def recovery_progress(recovery: Any) -> tuple[dict[Any, int | None], dict[Any, int | None]]:
+    """A running recovery's active changelog partitions: the last offset it applied (None or
+    -1: none) and the last offset it needs, each."""
+    tps = set(recovery.active_tps)
+    return ({tp: recovery.active_offsets.get(tp) for tp in tps},
+            {tp: recovery.active_highwaters.get(tp) for tp in tps})
+
+
+def still_needed(
+    seen: Mapping[Any, int | None], highwaters: Mapping[Any, int | None]
+) -> dict[Any, int]:
+    """The partitions whose last applied offset (`seen`, None or -1: none) is short of the last
+    one needed (`highwaters`), each with the offset of the next record needed."""
     needed: dict[Any, int] = {}
-    for tp in recovery.active_tps:
-        seen = recovery.active_offsets.get(tp)
-        seen = -1 if seen is None else seen
-        high = recovery.active_highwaters.get(tp)
-        if high is not None and seen < high:
-            needed[tp] = seen + 1
+    for tp, high in highwaters.items():
+        last = seen.get(tp)
+        last = -1 if last is None else last
+        if high is not None and last < high:
+            needed[tp] = last + 1
     return needed
 
 
@@ -298,14 +311,9 @@ class RecoveryWatch(StuckClock):
         """Changelog partitions to read again, each with the offset to seek to. `seen`: the last
         offset the recovery applied (None or -1: none); `highwaters`: the last offset it needs;
         `fetched`: the consumer's fetch position."""
-        waiting: dict[Any, int] = {}
-        for tp, high in highwaters.items():
-            last = seen.get(tp)
-            last = -1 if last is None else last
-            position = fetched.get(tp)
-            if high is not None and last < high and position is not None and position > last + 1:
-                waiting[tp] = last
-        return {tp: max(last + 1, 0) for tp, last in self.held(waiting, now).items()}
+        waiting = {tp: nxt for tp, nxt in still_needed(seen, highwaters).items()
+                   if (position := fetched.get(tp)) is not None and position > nxt}
+        return self.held(waiting, now)
 
 
 async def heal_recovery(
@@ -316,13 +324,8 @@ async def heal_recovery(
     if recovery is None:
         watch.reset()
         return {}
-    tps = set(recovery.active_tps)
-    stuck = watch.stuck(
-        {tp: recovery.active_offsets.get(tp) for tp in tps},
-        {tp: recovery.active_highwaters.get(tp) for tp in tps},
-        fetch_positions(app.consumer, tps),
-        now,
-    )
+    seen, highwaters = recovery_progress(recovery)
+    stuck = watch.stuck(seen, highwaters, fetch_positions(app.consumer, highwaters), now)
     if not stuck:
         return {}
     log.warning("表恢复在等待已拉取过的变更日志消息：回到恢复所需偏移重新读取 %s",
