@@ -5,11 +5,15 @@ uses. Offsets are acknowledged only after the database write and after the outgo
 are delivered (at-least-once); the handlers are idempotent by order id and event id, so a
 redelivered message changes nothing.
 
-    workorders.received  (key = order id)
+    workorders.received  (key = order id; `hotline ingest` puts it on its enterprise's home
+                          partition, streams.partitioning)
       -> intake agent: validate; bad input -> workorders.dlq with the reason
-      -> workorders.by-enterprise (key = enterprise key: credit code, else name, else order id)
-      -> route agent: repeat counts in the `enterprise-repeats` table (changelog-backed),
-         classify, route, persist -> workorders.dispatched + dispatch.<unit code>
+         - an order on its enterprise's home partition (or of no enterprise) is routed here:
+           repeat counts in the `enterprise-repeats` table (changelog-backed), classify,
+           route, persist -> workorders.dispatched + dispatch.<unit code>
+         - any other order (from a producer that partitions by order id) is forwarded to
+           workorders.by-enterprise (key = enterprise key: credit code, else name)
+      -> route agent: the same routing for the forwarded orders
     workorders.events (key = order id)
       -> events agent: lifecycle; 退单 -> 改派 -> dispatch.<unit code>
 """
@@ -63,6 +67,7 @@ from streams.gaps import (
 )
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
+from streams.partitioning import enterprise_key, home_partition
 from streams.stage_timing import TIMES
 
 log = logging.getLogger(__name__)
@@ -101,15 +106,6 @@ REDISPATCHING_EVENTS = frozenset({"OrderReturned", "OrderDispatched", "RevisitRe
 
 T = TypeVar("T")
 Handle = Callable[[Sequence[EventT]], Awaitable[list[OutMessage]]]
-
-
-def enterprise_key(order: OrderIn) -> str:
-    """Orders of one enterprise meet in one partition (统一社会信用代码, else its name)."""
-    if order.credit_code:
-        return f"code:{order.credit_code}"
-    if order.enterprise_name:
-        return f"name:{order.enterprise_name}"
-    return f"order:{order.order_id}"
 
 
 #: the order back from the repartition topic
@@ -319,7 +315,7 @@ class Pipeline:
             await producer.send(
                 self.topic(m.topic).get_topic_name(),
                 m.key.encode() if m.key else None,
-                json.dumps(m.value, ensure_ascii=False).encode(),
+                m.encode(),
                 partition=None, timestamp=None, headers=None,
             )
             for m in messages
@@ -400,7 +396,9 @@ class Pipeline:
 
     async def tick(self, now: datetime) -> None:
         """The deadline tick (超期), on its own thread, at most `TICK_LIMIT` orders a time."""
-        await self._on(self.tick_executor, self.router.tick, now, limit=TICK_LIMIT)
+        started = time.perf_counter()
+        results = await self._on(self.tick_executor, self.router.tick, now, limit=TICK_LIMIT)
+        TIMES.add("deadlines.tick", time.perf_counter() - started, len(results))
 
     async def _one(self, source: str, event: EventT, handle: Handle) -> list[OutMessage]:
         try:
@@ -415,26 +413,6 @@ class Pipeline:
         )
 
 
-def intake_handler(pipeline: Pipeline) -> Handle:
-    """Validate raw intake; valid orders go on, keyed by enterprise, bad ones to the DLQ."""
-    router = pipeline.router
-
-    def work(raws: list[Any]) -> list[OutMessage]:
-        out: list[OutMessage] = []
-        for raw in raws:
-            checked = router.validate(raw, source=RECEIVED)
-            if isinstance(checked, Outcome):
-                out.extend(checked.outbox)
-            else:
-                out.append(OutMessage(BY_ENTERPRISE, enterprise_key(checked), order_to_json(checked)))
-        return out
-
-    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
-        return await pipeline.call_intake(work, [e.value for e in events])
-
-    return handle
-
-
 def as_table_event(event: EventT) -> None:
     """Make `event` the current event of this task, for the table: it sends its changelog to
     the partition of the current event, and a batch from `noack_take` is outside faust's
@@ -447,28 +425,33 @@ def as_table_event(event: EventT) -> None:
     faust_streams._current_event.set(weakref.ref(event))
 
 
-def route_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
-    """Count repeats in the table, then classify, route and persist; a redelivered order that
-    is already routed has its current dispatch sent again (its first delivery may be lost)."""
+RouteOrders = Callable[[Sequence[tuple[EventT, OrderIn]]], Awaitable[list[OutMessage]]]
+
+
+def order_router(pipeline: Pipeline, repeats: TableT, source: str) -> RouteOrders:
+    """Count repeats in the table, then classify, route and persist orders, each with the
+    event it came in (on its enterprise's home partition); a redelivered order that is already
+    routed has its current dispatch sent again (its first delivery may be lost)."""
     router = pipeline.router
     window = router.config.settings.repeat_window_days
 
     def work(orders: list[OrderIn], counts: dict[str, int]) -> list[OutMessage]:
         out: list[OutMessage] = []
-        for o in router.route_orders(orders, repeat_counts=counts, source=BY_ENTERPRISE):
+        for o in router.route_orders(orders, repeat_counts=counts, source=source):
             if o.status == "duplicate" and o.order_id:
                 out.extend(router.current_dispatch(o.order_id))
             else:
                 out.extend(o.outbox)
         return out
 
-    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
+    async def route(pairs: Sequence[tuple[EventT, OrderIn]]) -> list[OutMessage]:
+        if not pairs:
+            return []
         orders: list[OrderIn] = []
         counts: dict[str, int] = {}
         entries: dict[str, tuple[EventT, dict[str, str]]] = {}  # key -> (last event, entry)
         started = time.perf_counter()
-        for event in events:
-            order = order_from_json(json.loads(event.value))
+        for event, order in pairs:
             key = enterprise_key(order)
             if key.startswith("order:"):
                 counts[order.order_id] = 1
@@ -479,11 +462,61 @@ def route_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
             orders.append(order)
         for key, (event, seen) in entries.items():
             # one write (one changelog message) per enterprise and batch, to the partition of
-            # the current event (the key's partition)
+            # the current event (the key's home partition)
             as_table_event(event)
             repeats[key] = seen
-        TIMES.add("route.table", time.perf_counter() - started, len(events))
+        TIMES.add("route.table", time.perf_counter() - started, len(pairs))
         return await pipeline.call(work, orders, counts)
+
+    return route
+
+
+def intake_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
+    """Validate raw intake: bad messages go to the DLQ; an order on its enterprise's home
+    partition (or of no enterprise: it has no table entry) is routed right here; any other is
+    forwarded to `workorders.by-enterprise`, keyed by its enterprise.
+
+    Routing here is only safe while `workorders.received` has as many partitions as the table
+    (partition p of both then belongs to one worker); otherwise every order is forwarded."""
+    router = pipeline.router
+    partitions = pipeline.settings.partitions
+    route = order_router(pipeline, repeats, RECEIVED)
+    received = pipeline.topic(RECEIVED).get_topic_name()
+
+    def work(raws: list[Any]) -> list[OrderIn | Outcome]:
+        return [router.validate(raw, source=RECEIVED) for raw in raws]
+
+    def routes_here(event: EventT, key: str, co_partitioned: bool) -> bool:
+        if key.startswith("order:"):
+            return True
+        return co_partitioned and event.message.partition == home_partition(key, partitions)
+
+    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
+        checked = await pipeline.call_intake(work, [e.value for e in events])
+        co_partitioned = pipeline.app.consumer.topic_partitions(received) == partitions
+        out: list[OutMessage] = []
+        here: list[tuple[EventT, OrderIn]] = []
+        for event, c in zip(events, checked, strict=True):
+            if isinstance(c, Outcome):
+                out.extend(c.outbox)
+                continue
+            key = enterprise_key(c)
+            if routes_here(event, key, co_partitioned):
+                here.append((event, c))
+            else:
+                out.append(OutMessage(BY_ENTERPRISE, key, order_to_json(c)))
+        out.extend(await route(here))
+        return out
+
+    return handle
+
+
+def route_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
+    """Route the orders forwarded to `workorders.by-enterprise` (see `intake_handler`)."""
+    route = order_router(pipeline, repeats, BY_ENTERPRISE)
+
+    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
+        return await route([(e, order_from_json(json.loads(e.value))) for e in events])
 
     return handle
 
@@ -600,7 +633,7 @@ def create_app(
 
     @app.agent(received)
     async def intake(stream: StreamT) -> None:
-        await pipeline.run(as_stream(stream), RECEIVED, intake_handler(pipeline))
+        await pipeline.run(as_stream(stream), RECEIVED, intake_handler(pipeline, repeats))
 
     @app.agent(by_enterprise)
     async def route(stream: StreamT) -> None:

@@ -40,13 +40,46 @@ class Classifier(Protocol):
     def predict(self, orders: Sequence[OrderIn], k: int = 3) -> list[Prediction]: ...
 
 
+class SharedBody:
+    """A JSON object several messages carry, encoded at most once: an order's dispatch goes to
+    `workorders.dispatched` and, with a `role` added, to each unit's feed (the order's text is
+    most of each message). Encoded only when a message is sent, so the embedded runner, which
+    sends nothing, never pays for it."""
+
+    __slots__ = ("value", "_text")
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+        self._text: str | None = None
+
+    def text(self, extra: Mapping[str, Any] | None = None) -> str:
+        """``json.dumps({**value, **extra}, ensure_ascii=False)``, with `value` encoded once.
+        `extra`'s keys must not be in `value` (they follow its keys, as in the dict merge)."""
+        if self._text is None:
+            self._text = json.dumps(self.value, ensure_ascii=False)
+        if not extra:
+            return self._text
+        tail = json.dumps(extra, ensure_ascii=False)[1:]
+        return self._text[:-1] + (", " + tail if self.value else tail)
+
+
 @dataclass(frozen=True)
 class OutMessage:
-    """A message the adapter must deliver: topic name (without prefix), key, JSON value."""
+    """A message the adapter must deliver: topic name (without prefix), key, JSON value.
+    `shared` (with `extra`) says `value` is ``{**shared.value, **extra}``, so its encoding can
+    reuse the shared body's."""
 
     topic: str
     key: str | None
     value: dict[str, Any]
+    shared: SharedBody | None = field(default=None, compare=False)
+    extra: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    def encode(self) -> bytes:
+        """The value as UTF-8 JSON (non-ASCII characters as they are)."""
+        if self.shared is not None:
+            return self.shared.text(self.extra).encode()
+        return json.dumps(self.value, ensure_ascii=False).encode()
 
 
 @dataclass
@@ -373,12 +406,15 @@ class Router:
 
     def _feed_messages(self, order: OrderIn, decision: Decision) -> list[OutMessage]:
         body = {**order_to_json(order), "decision": decision.to_json()}
-        out = [OutMessage(DISPATCHED, order.order_id, body)]
+        shared = SharedBody(body)
+        out = [OutMessage(DISPATCHED, order.order_id, body, shared)]
         for unit, role in [(decision.lead_unit, "主办"), *((u, "协办") for u in decision.co_units)]:
             if unit is None:
                 continue
             code = self.config.code_of(unit)
-            out.append(OutMessage(FEED_PREFIX + code, order.order_id, {**body, "role": role}))
+            extra = {"role": role}
+            out.append(OutMessage(FEED_PREFIX + code, order.order_id, {**body, **extra},
+                                  shared, extra))
         return out
 
     def _dead_letter(

@@ -16,6 +16,7 @@ from hotline.settings import Settings
 from models.lifecycle import LifecycleEvent
 from streams.app import BY_ENTERPRISE, EVENTS, RECEIVED
 from streams.handlers import DISPATCHED, DLQ, FEED_PREFIX
+from streams.partitioning import intake_partition
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,35 @@ def _value(message: Any) -> bytes:
     return json.dumps(message, ensure_ascii=False, default=str).encode("utf-8")
 
 
+def received_partitions(prod: KafkaProducer, topic: str) -> int | None:
+    """How many partitions `topic` has (from the producer's metadata), or None if unknown."""
+    parts = prod.partitions_for(topic)
+    return len(parts) if parts else None
+
+
+def intake_partition_of(message: Any, partitions: int | None, settings: Settings) -> int | None:
+    """The partition for a raw intake message: its enterprise's home partition
+    (`streams.partitioning`), so the worker can route it without a repartition hop; None
+    (the default partitioner, on the order id) when the topic's size is unknown or the message
+    is one the worker will dead-letter."""
+    if not partitions:
+        return None
+    return intake_partition(message, partitions, max_text_chars=settings.max_text_chars)
+
+
 def ingest(settings: Settings, messages: Iterable[Any]) -> int:
     """Send raw intake messages to `workorders.received`; returns how many were acknowledged.
     Messages are sent as they are (bad ones too): validation is the pipeline's job, and a bad
-    message must reach the dead-letter topic with its reason rather than vanish here."""
+    message must reach the dead-letter topic with its reason rather than vanish here. Each
+    valid order goes to its enterprise's home partition, keyed by its order id."""
     prod = producer(settings)
     topic = settings.topic(RECEIVED)
-    futures = [prod.send(topic, key=_key(m), value=_value(m)) for m in messages]
+    partitions = received_partitions(prod, topic)
+    futures = [
+        prod.send(topic, key=_key(m), value=_value(m),
+                  partition=intake_partition_of(m, partitions, settings))
+        for m in messages
+    ]
     prod.flush()
     sent = sum(1 for f in futures if f.get(timeout=30) is not None)
     prod.close()

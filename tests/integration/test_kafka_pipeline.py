@@ -25,7 +25,10 @@ import pytest
 from hotline.bootstrap import load_rules
 from hotline.settings import Settings
 from routing_rules.config import RoutingConfig
+from streams.app import MAX_SEEN_PER_ENTERPRISE
+from streams.intake import normalize
 from streams.kafka_io import send_events
+from streams.partitioning import enterprise_key
 from tests.integration.conftest import make_topic_prefix
 from tests.integration.pipeline_helpers import (
     START_DAY,
@@ -203,6 +206,52 @@ def test_a_thousand_orders_each_dispatched_exactly_once(
         assert_feeds_match(pg_pipeline, db, rules, prefix, exactly_once=True)
     finally:
         db.close()
+
+
+def test_orders_from_any_producer_meet_in_their_enterprises_table_entry(
+    own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
+) -> None:
+    """`hotline ingest` puts each order on its enterprise's home partition, where the worker
+    routes it; a producer that partitions by order id does not, and the worker forwards those
+    orders through `workorders.by-enterprise`. Either way every order is routed once, on its
+    feeds, and counted in its enterprise's one repeat-table entry."""
+    p = own_pipeline
+    prefix = "JSM"
+    n = 240
+    orders = make_orders(n, prefix=prefix)
+    firms = list({o["credit_code"]: o["enterprise_name"] for o in orders
+                  if o.get("credit_code") and o.get("enterprise_name")}.items())[:12]
+    for i, o in enumerate(orders):  # 12 enterprises of 20 orders each, 10 sent by each producer
+        o["credit_code"], o["enterprise_name"] = firms[i % len(firms)]
+    ours, foreign = orders[0::2], orders[1::2]
+    p.start_worker("m-1")
+    p.cli("ingest", str(write_jsonl(tmp_path / "ours.jsonl", ours)), timeout=120)
+    send_raw(p.bootstrap, p.topic("workorders.received"), [
+        (o["order_id"].encode(), json.dumps(o, ensure_ascii=False).encode()) for o in foreign
+    ])
+    db = db_for(p)
+    try:
+        wait_routed(p, db, prefix, n)
+        assert_each_routed_once(db, prefix, n)
+        assert_feeds_match(p, db, rules, prefix, exactly_once=True)
+    finally:
+        db.close()
+    forwarded = {v["order_id"] for _, v in read_topic(p.bootstrap, p.topic("workorders.by-enterprise"))}
+    foreign_ids = {o["order_id"] for o in foreign}
+    assert forwarded <= foreign_ids, "an order sent by `hotline ingest` took the repartition hop"
+    assert len(forwarded) >= len(foreign) // 4, "the foreign producer's orders were not forwarded"
+    # each enterprise's last table entry holds its newest orders of both producers
+    by_key: dict[str, dict[str, str]] = {}
+    for o in orders:
+        order = normalize(o, max_text_chars=Settings().max_text_chars)
+        key = enterprise_key(order)
+        if not key.startswith("order:"):
+            by_key.setdefault(key, {})[order.order_id] = order.received_at.isoformat()
+    changelog = read_topic(p.bootstrap, p.topic("hotline-router-enterprise-repeats-changelog"))
+    last = {json.loads(k): entry for k, entry in changelog if k}  # keys are JSON strings
+    assert len(by_key) == 12 and all(len(seen) < MAX_SEEN_PER_ENTERPRISE for seen in by_key.values())
+    for key, seen in by_key.items():
+        assert last[key] == seen, key
 
 
 def test_a_unit_reads_its_own_feed_with_hotline_feed(

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
+from prometheus_client import CollectorRegistry
+
+from hotline.bootstrap import bootstrap
 from hotline.settings import Settings
 from streams.app import Pipeline
-from streams.handlers import OutMessage
+from streams.handlers import OutMessage, SharedBody
 
 
 class FakeTopic:
@@ -62,3 +67,29 @@ def test_send_hands_each_message_to_the_producer_in_order() -> None:
     ]
     assert {s[3] for s in app.producer.sent} == {None}  # the key's partition, as before
     assert [d[1] for d in app.declared] == [3, 3, 3]  # each topic declared with its partitions
+
+
+@pytest.mark.parametrize("body", [
+    {"order_id": "GD1", "text": "噪声扰民 \"引号\" \\ 反斜杠\n换行", "n": 1.5, "tags": ["甲", None]},
+    {},
+])
+def test_a_shared_body_encodes_like_json_dumps_of_each_message(body: dict[str, Any]) -> None:
+    shared = SharedBody(body)
+    plain = OutMessage("workorders.dispatched", "GD1", body, shared)
+    for extra in ({"role": "主办"}, {"role": "协办", "n2": [1, "二"]}):
+        feed = OutMessage("dispatch.jt", "GD1", {**body, **extra}, shared, extra)
+        assert feed.encode() == json.dumps({**body, **extra}, ensure_ascii=False).encode()
+        assert feed == OutMessage("dispatch.jt", "GD1", {**body, **extra})  # same message
+    assert plain.encode() == json.dumps(body, ensure_ascii=False).encode()
+
+
+def test_a_dispatch_and_its_feeds_carry_one_encoding_of_the_order(tmp_path: Path) -> None:
+    app = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}"),
+                    registry=CollectorRegistry())
+    order = {"order_id": "GD1", "channel": "12345热线", "received_at": "2026-11-24T09:00:00",
+             "title": "噪声", "text": "某公司夜间施工噪声扰民，请相关部门处理"}
+    [outcome] = app.router.receive_batch([order])
+    sent = [m for m in outcome.outbox if m.topic != "workorders.events"]
+    assert len(sent) >= 2 and len({id(m.shared) for m in sent}) == 1
+    for m in sent:
+        assert json.loads(m.encode()) == m.value
