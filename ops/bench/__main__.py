@@ -3,7 +3,8 @@
 Prints a Chinese report and, as its last line, one JSON object (see `ops.bench.report.KEYS`).
 Options: ``--quick`` (a smoke run: small counts, a 5-second burst), ``--no-kafka`` (in-process
 phases only), ``--no-burst``, ``--orders N``, ``--burst-seconds S``, ``--burst-factor F``,
-``--haikou`` (add the real Haikou texts, read in place from /work/shared/data).
+``--haikou`` (add the real Haikou texts, read in place from /work/shared/data), ``--workers N``
+(the Kafka phases with N workers in one consumer group; default 1).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ from ops.bench.local import run_local
 from ops.bench.workload import corpus_templates, haikou_templates, messages
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("worker 数至少为 1")
+    return n
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ops.bench", description="派单流水线性能基准")
     p.add_argument("--quick", action="store_true", help="冒烟测试：小样本、5 秒突发")
@@ -30,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-burst", dest="burst", action="store_false", help="不做突发负载测试")
     p.add_argument("--burst-seconds", type=float, help="突发持续秒数（默认 60，--quick 为 5）")
     p.add_argument("--burst-factor", type=float, default=10.0, help="突发速率为持续速率的倍数")
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="Kafka 阶段同一消费组内的 worker 进程数（默认 1）")
     p.add_argument("--haikou", action="store_true", help="加入海口 12345 真实诉求文本")
     p.add_argument("--work-dir", type=Path, help="内嵌模式 SQLite 与 worker 日志目录")
     return p.parse_args(argv)
@@ -64,6 +74,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result.update(run_kafka(
             templates, n, run_id, PROJECT_ROOT / "var" / "bench",
             burst=args.burst, burst_seconds=burst_seconds, burst_factor=args.burst_factor,
+            workers=args.workers,
         ))
         print(report.render_kafka(result), flush=True)
     result.update(report.ratios(result))

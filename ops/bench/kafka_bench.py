@@ -21,7 +21,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,16 @@ class Worker:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT count(*) FROM dead_letter")).scalar_one())
 
+    def holds(self, topic: str) -> bool:
+        """Whether the worker's /health lists a partition of ``topic`` as assigned to it."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
+                health = json.loads(r.read())
+        except (OSError, ValueError):
+            return False
+        return any(tp.startswith(f"{self.prefix}{topic}:")
+                   for tp in health.get("assigned_partitions", []))
+
     def lag(self) -> int | None:
         """Total of the worker's `hotline_consumer_lag` gauge over its input topics."""
         try:
@@ -154,20 +164,82 @@ class Worker:
         return int(total) if seen else None
 
 
+class Workers:
+    """The bench's worker group (one consumer group sharing the partitions), seen as one: the
+    database counts are the group's, the lag is summed over the workers' gauges (each reports
+    the partitions it holds), the resident memory is the largest worker's."""
+
+    def __init__(self, members: Sequence[Worker]) -> None:
+        if not members:
+            raise ValueError("至少需要一个 worker")
+        self.members = list(members)
+        self.first = self.members[0]
+
+    def done_count(self, run: str) -> int:
+        return self.first.done_count(run)
+
+    def stored_count(self, run: str) -> int:
+        return self.first.stored_count(run)
+
+    def dead_letters(self) -> int:
+        return self.first.dead_letters()
+
+    def lag(self) -> int | None:
+        lags = [lag for lag in (w.lag() for w in self.members) if lag is not None]
+        return sum(lags) if lags else None
+
+    def rss_mb(self) -> float:
+        return max(rss_mb(w.pid) for w in self.members)
+
+    def check_running(self) -> None:
+        for w in self.members:
+            if w.proc.poll() is not None:
+                raise RuntimeError(f"worker 已退出（返回码 {w.proc.returncode}），日志：{w.log_path}")
+
+    def wait_sharing(self, timeout: float = 180) -> None:
+        """With several workers, wait until each holds some of the intake partitions, so that
+        the group does not rebalance in the middle of a measurement."""
+        if len(self.members) == 1:
+            return
+        deadline = time.perf_counter() + timeout
+        while not all(w.holds(RECEIVED) for w in self.members):
+            self.check_running()
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"worker 组未在 {timeout:.0f} 秒内分配好分区，日志：{self.log_paths}")
+            time.sleep(0.5)
+
+    @property
+    def log_paths(self) -> str:
+        return "、".join(str(w.log_path) for w in self.members)
+
+
 @contextmanager
-def worker(bootstrap: str, db_url: str, prefix: str, log_dir: Path) -> Iterator[Worker]:
+def workers(bootstrap: str, db_url: str, prefix: str, log_dir: Path, n: int) -> Iterator[Workers]:
+    """`n` `hotline worker` subprocesses in one group on the bench's topics."""
+    with ExitStack() as stack:
+        yield Workers([
+            stack.enter_context(worker(bootstrap, db_url, prefix, log_dir, name=f"{i + 1}"))
+            for i in range(n)
+        ])
+
+
+@contextmanager
+def worker(
+    bootstrap: str, db_url: str, prefix: str, log_dir: Path, *, name: str = ""
+) -> Iterator[Worker]:
     """A `hotline worker` subprocess on its own topics; stopped (SIGTERM) at the end."""
     port = _free_port()
+    worker_id = f"bench-{prefix.strip('.')}" + (f"-{name}" if name else "")
     env = {
         **os.environ,
         "HOTLINE_KAFKA_BOOTSTRAP": bootstrap,
         "HOTLINE_TOPIC_PREFIX": prefix,
         "HOTLINE_DATABASE_URL": db_url,
         "HOTLINE_PARTITIONS": str(PARTITIONS),
-        "HOTLINE_WORKER_ID": f"bench-{prefix.strip('.')}",
+        "HOTLINE_WORKER_ID": worker_id,
     }
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"worker-{prefix.strip('.')}.log"
+    log_path = log_dir / f"worker-{worker_id.removeprefix('bench-')}.log"
     cmd = [sys.executable, "-m", "hotline.cli", "worker", "--web-port", str(port),
            "--loglevel", "warning"]
     with log_path.open("wb") as log:
@@ -242,7 +314,7 @@ def send_paced(
     return sent
 
 
-def wait_done(w: Worker, run: str, n: int, timeout: float, on_tick: Any = None) -> float | None:
+def wait_done(w: Workers, run: str, n: int, timeout: float, on_tick: Any = None) -> float | None:
     """Wait until ``n`` orders of ``run`` are done; the perf_counter time when they were."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
@@ -250,8 +322,7 @@ def wait_done(w: Worker, run: str, n: int, timeout: float, on_tick: Any = None) 
             on_tick()
         if w.done_count(run) >= n:
             return time.perf_counter()
-        if w.proc.poll() is not None:
-            raise RuntimeError(f"worker 已退出（返回码 {w.proc.returncode}），日志：{w.log_path}")
+        w.check_running()
         time.sleep(0.25)
     return None
 
@@ -261,15 +332,15 @@ def latencies(sent: dict[str, int], seen: dict[str, int]) -> list[float]:
 
 
 # ---- the phases -----------------------------------------------------------------------------
-def warm_up(w: Worker, prod: KafkaProducer, topic: str, messages: Sequence[dict[str, Any]],
+def warm_up(w: Workers, prod: KafkaProducer, topic: str, messages: Sequence[dict[str, Any]],
             run: str, timeout: float = 180) -> None:
     """Send a few orders and wait until the worker has processed them (assignment done)."""
     send_paced(prod, topic, messages, None)
     if wait_done(w, run, len(messages), timeout) is None:
-        raise RuntimeError(f"worker 预热超时（{timeout:.0f} 秒），日志：{w.log_path}")
+        raise RuntimeError(f"worker 预热超时（{timeout:.0f} 秒），日志：{w.log_paths}")
 
 
-def pipeline_rate(w: Worker, prod: KafkaProducer, topic: str,
+def pipeline_rate(w: Workers, prod: KafkaProducer, topic: str,
                   messages: Sequence[dict[str, Any]], run: str) -> tuple[float, dict[str, int]]:
     started = time.perf_counter()
     sent = send_paced(prod, topic, messages, None)
@@ -295,7 +366,7 @@ class BurstResult:
     p99_ms: float
 
 
-def burst(w: Worker, prod: KafkaProducer, topic: str, watcher: DispatchWatcher,
+def burst(w: Workers, prod: KafkaProducer, topic: str, watcher: DispatchWatcher,
           messages: Sequence[dict[str, Any]], run: str, rate: float, seconds: float,
           catch_up_timeout: float) -> BurstResult:
     """Send ``rate`` orders/s for ``seconds``; sample lag and RSS until the worker catches up."""
@@ -307,10 +378,10 @@ def burst(w: Worker, prod: KafkaProducer, topic: str, watcher: DispatchWatcher,
             lag = w.lag()
             if lag is not None:
                 samples["lag"].append(lag)
-            samples["rss"].append(rss_mb(w.pid))
+            samples["rss"].append(w.rss_mb())
             stop.wait(1.0)
 
-    rss_before = rss_mb(w.pid)
+    rss_before = w.rss_mb()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
@@ -330,7 +401,7 @@ def burst(w: Worker, prod: KafkaProducer, topic: str, watcher: DispatchWatcher,
         catch_up_s=(done - sent_end) if done is not None else None,
         rss_before_mb=rss_before,
         rss_peak_mb=max((r for r in samples["rss"] if not math.isnan(r)), default=rss_before),
-        rss_after_mb=rss_mb(w.pid),
+        rss_after_mb=w.rss_mb(),
         lost=len(messages) - stored,
         lag_after=w.lag(),
         p99_ms=percentile(latencies(sent, watcher.seen), 99),

@@ -10,7 +10,7 @@ from typing import Any
 from models.migrate import migrate
 from ops.bench import kafka_bench as kb
 from ops.bench.services import services
-from ops.bench.stats import percentile, rss_mb
+from ops.bench.stats import percentile
 from ops.bench.workload import messages
 from ops.pg_schema import scratch_schema
 from streams.app import RECEIVED
@@ -21,9 +21,9 @@ LATENCY_SECONDS = 20.0
 
 def run_kafka(
     templates: list[dict[str, Any]], n: int, run_id: str, log_dir: Path, *,
-    burst: bool, burst_seconds: float, burst_factor: float,
+    burst: bool, burst_seconds: float, burst_factor: float, workers: int = 1,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"kafka_workers": workers}
     prefix = f"bench-{run_id}."
     with services() as svc:
         out["services_started"] = list(svc.started)
@@ -35,7 +35,7 @@ def run_kafka(
             with scratch_schema(svc.pg_url, "bench") as db_url:
                 migrate(db_url)  # the worker would do it too; the bench polls the tables first
                 out.update(_pipeline(svc.kafka_bootstrap, db_url, prefix, templates, n, run_id,
-                                     log_dir, burst, burst_seconds, burst_factor))
+                                     log_dir, burst, burst_seconds, burst_factor, workers))
         finally:
             kb.delete_topics(svc.kafka_bootstrap, prefix)
     return out
@@ -44,13 +44,15 @@ def run_kafka(
 def _pipeline(
     bootstrap: str, db_url: str, prefix: str, templates: list[dict[str, Any]], n: int,
     run_id: str, log_dir: Path, burst: bool, burst_seconds: float, burst_factor: float,
+    workers: int,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     topic = f"{prefix}{RECEIVED}"
-    with kb.worker(bootstrap, db_url, prefix, log_dir) as w:
+    with kb.workers(bootstrap, db_url, prefix, log_dir, workers) as w:
         prod = kb._producer(bootstrap)
         watcher = kb.DispatchWatcher(bootstrap, prefix)
         try:
+            w.wait_sharing()
             kb.warm_up(w, prod, topic, messages(templates, WARM_UP_ORDERS, f"W{run_id}"),
                        f"W{run_id}")
             rate, _ = kb.pipeline_rate(w, prod, topic, messages(templates, n, f"K{run_id}"),
@@ -63,7 +65,7 @@ def _pipeline(
             lat = kb.latencies(sent, _settled(watcher, sent))
             out.update(kafka_paced_rate=rate / 2, kafka_p50_ms=percentile(lat, 50),
                        kafka_p99_ms=percentile(lat, 99), kafka_latency_orders=len(lat),
-                       worker_rss_mb=rss_mb(w.pid))
+                       worker_rss_mb=w.rss_mb())
             if burst:
                 out.update(_burst(w, prod, topic, watcher, templates, run_id, rate,
                                   burst_seconds, burst_factor))
@@ -85,7 +87,7 @@ def _settled(
 
 
 def _burst(
-    w: kb.Worker, prod: Any, topic: str, watcher: kb.DispatchWatcher,
+    w: kb.Workers, prod: Any, topic: str, watcher: kb.DispatchWatcher,
     templates: list[dict[str, Any]], run_id: str, sustained: float, seconds: float,
     factor: float,
 ) -> dict[str, Any]:

@@ -75,13 +75,16 @@ def render_kafka(r: dict[str, Any]) -> str:
     lines = [
         "== Kafka 阶段 ==",
         f"kafka-python 原始收发（传输上限）：{_f(r.get('kafka_raw_rate'))} 单/秒",
-        f"Kafka 流水线（faust worker + PostgreSQL）：{_f(r.get('kafka_pipeline_rate'))} 单/秒",
+        (
+            f"Kafka 流水线（{r.get('kafka_workers', 1)} 个 faust worker + PostgreSQL）："
+            f"{_f(r.get('kafka_pipeline_rate'))} 单/秒"
+        ),
         (
             f"半速 {_f(r.get('kafka_paced_rate'))} 单/秒时，从写入到派单落库：p50 "
             f"{_f(r.get('kafka_p50_ms'), '.0f', ' ms')}，p99 {_f(r.get('kafka_p99_ms'), '.0f', ' ms')}"
             f"（{r.get('kafka_latency_orders', 0)} 单自动派出）"
         ),
-        f"worker 常驻内存：{_f(r.get('worker_rss_mb'), '.0f', ' MB')}",
+        f"worker 常驻内存（最大的一个）：{_f(r.get('worker_rss_mb'), '.0f', ' MB')}",
     ]
     if "burst_orders" in r:
         catch = r.get("burst_catch_up_s")
