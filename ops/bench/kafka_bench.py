@@ -31,9 +31,9 @@ from kafka.admin import NewTopic
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from hotline.settings import Settings
 from ops.bench.services import ROOT
 from ops.bench.stats import percentile, rss_mb
-from hotline.settings import Settings
 from streams.app import RECEIVED
 from streams.handlers import DISPATCHED
 from streams.partitioning import intake_partition

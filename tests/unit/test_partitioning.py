@@ -18,8 +18,8 @@ from hotline.bootstrap import App, bootstrap
 from hotline.settings import Settings
 from streams.app import BY_ENTERPRISE, RECEIVED, intake_handler
 from streams.handlers import DISPATCHED, DLQ
-from streams.partitioning import enterprise_key, home_partition, intake_partition
 from streams.intake import normalize
+from streams.partitioning import enterprise_key, home_partition, intake_partition
 
 PARTITIONS = 4
 LIMIT = Settings().max_text_chars
