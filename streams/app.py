@@ -67,7 +67,7 @@ from streams.gaps import (
 )
 from streams.handlers import Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
-from streams.partitioning import enterprise_key, home_partition
+from streams.partitioning import enterprise_key, has_enterprise, home_partition
 from streams.stage_timing import TIMES
 
 log = logging.getLogger(__name__)
@@ -456,7 +456,7 @@ def order_router(pipeline: Pipeline, repeats: TableT, source: str) -> RouteOrder
         started = time.perf_counter()
         for event, order in pairs:
             key = enterprise_key(order)
-            if key.startswith("order:"):
+            if not has_enterprise(key):
                 counts[order.order_id] = 1
             else:
                 seen = entries[key][1] if key in entries else repeats[key]
@@ -490,7 +490,7 @@ def intake_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
         return [router.validate(raw, source=RECEIVED) for raw in raws]
 
     def routes_here(event: EventT, key: str, co_partitioned: bool) -> bool:
-        if key.startswith("order:"):
+        if not has_enterprise(key):
             return True
         return co_partitioned and event.message.partition == home_partition(key, partitions)
 

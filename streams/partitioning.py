@@ -34,6 +34,11 @@ def enterprise_key(order: OrderIn) -> str:
     return f"order:{order.order_id}"
 
 
+def has_enterprise(key: str) -> bool:
+    """Whether an `enterprise_key` names an enterprise (an order of none has no table entry)."""
+    return not key.startswith("order:")
+
+
 def home_partition(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives `key` among `partitions`."""
     if partitions < 1:

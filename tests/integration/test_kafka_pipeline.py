@@ -28,7 +28,7 @@ from routing_rules.config import RoutingConfig
 from streams.app import MAX_SEEN_PER_ENTERPRISE
 from streams.intake import normalize
 from streams.kafka_io import send_events
-from streams.partitioning import enterprise_key
+from streams.partitioning import enterprise_key, has_enterprise
 from tests.integration.conftest import make_topic_prefix
 from tests.integration.pipeline_helpers import (
     START_DAY,
@@ -245,7 +245,7 @@ def test_orders_from_any_producer_meet_in_their_enterprises_table_entry(
     for o in orders:
         order = normalize(o, max_text_chars=Settings().max_text_chars)
         key = enterprise_key(order)
-        if not key.startswith("order:"):
+        if has_enterprise(key):
             by_key.setdefault(key, {})[order.order_id] = order.received_at.isoformat()
     changelog = read_topic(p.bootstrap, p.topic("hotline-router-enterprise-repeats-changelog"))
     last = {json.loads(k): entry for k, entry in changelog if k}  # keys are JSON strings
