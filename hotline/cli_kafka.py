@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import logging
 import uuid
 from typing import Any
 
 from hotline.masking import mask_pii
 from hotline.settings import Settings
 from models.tables import now_local
+
+log = logging.getLogger(__name__)
 
 #: CLI event names (Chinese and English) → lifecycle event kinds
 EVENT_KINDS = {
@@ -162,6 +166,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     ensure_topics(settings, _unit_codes(settings))
     app = create_app(settings, web_bind=args.web_bind)
+    _start_classifier_process(app, settings, wanted=not args.no_classify_process)
     tune_worker_process()
     worker = faust.Worker(app, loglevel=args.loglevel)
     # faust's terminal spinner sets the root logger to DEBUG (to spin on every record) when
@@ -169,6 +174,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker.spinner = None
     worker.execute_from_commandline()
     return 0
+
+
+def _start_classifier_process(app: Any, settings: Settings, *, wanted: bool) -> None:
+    """Fork the worker's classifier helper now, before faust starts any thread (a fork copies
+    only the forking thread: a lock another thread held would stay held in the child)."""
+    from streams import classify_ahead
+
+    router = app.hotline.router
+    if not (wanted and settings.classify_process):
+        log.info("classifier runs in the worker process (classify_process off)")
+    elif not classify_ahead.available():
+        log.info("classifier runs in the worker process (no fork or a single core)")
+    else:
+        helper = classify_ahead.ClassifierProcess(router.classifier)
+        router.classifier_process = helper
+        atexit.register(helper.close)
+        log.info("classifier process %s started (model %s)", helper.pid, helper.version)
 
 
 def register(sub: Any) -> None:
@@ -209,4 +231,6 @@ def register(sub: Any) -> None:
     p.add_argument("--web-port", type=int, help="健康检查与指标端口（默认 6066）")
     p.add_argument("--web-bind", default="127.0.0.1",
                    help="健康检查与指标监听地址（默认仅本机；容器内供 Prometheus 抓取用 0.0.0.0）")
+    p.add_argument("--no-classify-process", action="store_true",
+                   help="在 worker 进程内分类，不启动分类子进程（默认：多核且可 fork 时启动）")
     p.set_defaults(func=cmd_worker)

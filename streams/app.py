@@ -65,7 +65,7 @@ from streams.gaps import (
     seek_to_committed_or_start,
     strict_new_offset,
 )
-from streams.handlers import Outcome, OutMessage, Router, order_to_json
+from streams.handlers import Ahead, Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 from streams.partitioning import enterprise_key, has_enterprise, home_partition
 from streams.stage_timing import TIMES
@@ -379,23 +379,73 @@ class Pipeline:
             await stream.ack(event)
 
     async def run(self, stream: faust.Stream, source: str, handle: Handle) -> None:
-        """An agent's loop. While one batch's outbox waits for the broker's acks, the next
-        batch is already handled (database write included) and its outbox sent; acks of the
-        input stay in order, each after its own outbox is acknowledged. At most one batch waits
-        at a time, so memory stays bounded."""
-        in_flight: asyncio.Future[None] | None = None
+        """An agent's loop. Batches are handled one at a time and in order (database write
+        included), each outbox is sent as soon as it is built, and each batch's input is
+        acknowledged after the broker acknowledged its outbox and after the batch before it
+        was. While one batch is handled, the next is taken from the stream and, when the
+        handler can (`prepare`), made ready: validated, and on its way through the classifier
+        process. So the classification of batch N+1 overlaps the routing and the database write
+        of batch N, and the broker's acks of batch N-1 overlap both. At most three batches are
+        in hand (one settling, one handled, one prepared), so memory stays bounded."""
+        prepare: Callable[[Sequence[EventT]], Awaitable[None]] | None = getattr(
+            handle, "prepare", None)
+        live: set[asyncio.Future[Any]] = set()
+        handled_prev: asyncio.Future[None] | None = None
+        settled_prev: asyncio.Future[None] | None = None
         try:
             async for batch in batches(stream, source):
-                out = await self.outbox(batch, source, handle)
-                sent = await self.start_delivery(out, source)
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.ensure_future(self.settle(stream, batch, source, out, sent))
-            if in_flight is not None:
-                await in_flight
+                ready = asyncio.ensure_future(prepare(batch)) if prepare is not None else None
+                handled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                settled = asyncio.ensure_future(self._process(
+                    stream, batch, source, handle, ready, handled_prev, settled_prev, handled,
+                ))
+                for f in (ready, handled, settled):
+                    if f is not None:
+                        live.add(f)
+                        f.add_done_callback(live.discard)
+                if handled_prev is not None:
+                    await handled_prev  # raises when that batch could not be handled
+                if settled_prev is not None and settled_prev.done():
+                    settled_prev.result()  # raises when its outbox could not be delivered
+                handled_prev, settled_prev = handled, settled
+            if settled_prev is not None:
+                await settled_prev
         finally:
-            if in_flight is not None and not in_flight.done():
-                in_flight.cancel()  # unacknowledged: redelivered, and the handlers are idempotent
+            for f in list(live):
+                f.cancel()  # unacknowledged: redelivered, and the handlers are idempotent
+
+    async def _process(
+        self, stream: faust.Stream, batch: Sequence[EventT], source: str, handle: Handle,
+        ready: asyncio.Future[None] | None, handled_prev: asyncio.Future[None] | None,
+        settled_prev: asyncio.Future[None] | None, handled: asyncio.Future[None],
+    ) -> None:
+        """One batch of `run`: handle it after the batch before, send its outbox, then settle
+        it after the batch before settled."""
+        try:
+            if handled_prev is not None:
+                await handled_prev
+            if ready is not None:
+                try:
+                    await ready
+                except Exception as exc:  # noqa: BLE001 - the handler then does it all itself
+                    log.warning("%s: preparing a batch failed (%r); handling it without", source,
+                                exc)
+            out = await self.outbox(batch, source, handle)
+            sent = await self.start_delivery(out, source)
+        except asyncio.CancelledError:
+            handled.cancel()
+            raise
+        except BaseException as exc:
+            handled.set_exception(exc)
+            raise
+        finally:
+            forget = getattr(handle, "forget", None)
+            if forget is not None:
+                forget(batch)
+        handled.set_result(None)
+        if settled_prev is not None:
+            await settled_prev
+        await self.settle(stream, batch, source, out, sent)
 
     async def tick(self, now: datetime) -> None:
         """The deadline tick (超期), on its own thread, at most `TICK_LIMIT` orders a time."""
@@ -428,7 +478,7 @@ def as_table_event(event: EventT) -> None:
     faust_streams._current_event.set(weakref.ref(event))
 
 
-RouteOrders = Callable[[Sequence[tuple[EventT, OrderIn]]], Awaitable[list[OutMessage]]]
+RouteOrders = Callable[..., Awaitable[list[OutMessage]]]
 
 
 def order_router(pipeline: Pipeline, repeats: TableT, source: str) -> RouteOrders:
@@ -438,16 +488,18 @@ def order_router(pipeline: Pipeline, repeats: TableT, source: str) -> RouteOrder
     router = pipeline.router
     window = router.config.settings.repeat_window_days
 
-    def work(orders: list[OrderIn], counts: dict[str, int]) -> list[OutMessage]:
+    def work(orders: list[OrderIn], counts: dict[str, int], ahead: Ahead | None) -> list[OutMessage]:
         out: list[OutMessage] = []
-        for o in router.route_orders(orders, repeat_counts=counts, source=source):
+        for o in router.route_orders(orders, repeat_counts=counts, source=source, ahead=ahead):
             if o.status == "duplicate" and o.order_id:
                 out.extend(router.current_dispatch(o.order_id))
             else:
                 out.extend(o.outbox)
         return out
 
-    async def route(pairs: Sequence[tuple[EventT, OrderIn]]) -> list[OutMessage]:
+    async def route(
+        pairs: Sequence[tuple[EventT, OrderIn]], ahead: Ahead | None = None
+    ) -> list[OutMessage]:
         if not pairs:
             return []
         orders: list[OrderIn] = []
@@ -469,34 +521,66 @@ def order_router(pipeline: Pipeline, repeats: TableT, source: str) -> RouteOrder
             as_table_event(event)
             repeats[key] = seen
         TIMES.add("route.table", time.perf_counter() - started, len(pairs))
-        return await pipeline.call(work, orders, counts)
+        return await pipeline.call(work, orders, counts, ahead)
 
     return route
 
 
-def intake_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
+class IntakeHandler:
     """Validate raw intake: bad messages go to the DLQ; an order on its enterprise's home
     partition (or of no enterprise: it has no table entry) is routed right here; any other is
     forwarded to `workorders.by-enterprise`, keyed by its enterprise.
 
     Routing here is only safe while `workorders.received` has as many partitions as the table
-    (partition p of both then belongs to one worker); otherwise every order is forwarded."""
-    router = pipeline.router
-    partitions = pipeline.settings.partitions
-    route = order_router(pipeline, repeats, RECEIVED)
-    received = pipeline.topic(RECEIVED).get_topic_name()
+    (partition p of both then belongs to one worker); otherwise every order is forwarded.
 
-    def work(raws: list[Any]) -> list[OrderIn | Outcome]:
-        return [router.validate(raw, source=RECEIVED) for raw in raws]
+    `prepare` (called by `Pipeline.run` while the batch before is still being handled)
+    validates a batch on the intake thread and hands its orders to the worker's classifier
+    process; the call for that same batch then uses both. A batch handled without it (or a
+    part of one, when a failing batch is handled message by message) is validated then."""
 
-    def routes_here(event: EventT, key: str, co_partitioned: bool) -> bool:
+    def __init__(self, pipeline: Pipeline, repeats: TableT) -> None:
+        self.pipeline = pipeline
+        self.router = pipeline.router
+        self.partitions = pipeline.settings.partitions
+        self.route = order_router(pipeline, repeats, RECEIVED)
+        self.received = pipeline.topic(RECEIVED).get_topic_name()
+        #: id(batch) -> (batch, validated, predictions on their way)
+        self._prepared: dict[int, tuple[Sequence[EventT], list[OrderIn | Outcome], Ahead | None]] = {}
+
+    def _validate(self, raws: list[Any]) -> list[OrderIn | Outcome]:
+        return [self.router.validate(raw, source=RECEIVED) for raw in raws]
+
+    def _validate_and_submit(self, raws: list[Any]) -> tuple[list[OrderIn | Outcome], Ahead | None]:
+        checked = self._validate(raws)
+        helper = self.router.classifier_process
+        orders = [c for c in checked if isinstance(c, OrderIn)]
+        return checked, helper.submit(orders, k=3) if helper is not None and orders else None
+
+    async def prepare(self, events: Sequence[EventT]) -> None:
+        checked, ahead = await self.pipeline.call_intake(
+            self._validate_and_submit, [e.value for e in events]
+        )
+        self._prepared[id(events)] = (events, checked, ahead)
+
+    def forget(self, events: Sequence[EventT]) -> None:
+        self._prepared.pop(id(events), None)
+
+    def _routes_here(self, event: EventT, key: str, co_partitioned: bool) -> bool:
         if not has_enterprise(key):
             return True
-        return co_partitioned and event.message.partition == home_partition(key, partitions)
+        return co_partitioned and event.message.partition == home_partition(key, self.partitions)
 
-    async def handle(events: Sequence[EventT]) -> list[OutMessage]:
-        checked = await pipeline.call_intake(work, [e.value for e in events])
-        co_partitioned = pipeline.app.consumer.topic_partitions(received) == partitions
+    async def __call__(self, events: Sequence[EventT]) -> list[OutMessage]:
+        prepared = self._prepared.get(id(events))
+        ahead: Ahead | None = None
+        if prepared is not None and prepared[0] is events:
+            _, checked, ahead = prepared
+        else:
+            checked = await self.pipeline.call_intake(self._validate, [e.value for e in events])
+        co_partitioned = (
+            self.pipeline.app.consumer.topic_partitions(self.received) == self.partitions
+        )
         out: list[OutMessage] = []
         here: list[tuple[EventT, OrderIn]] = []
         for event, c in zip(events, checked, strict=True):
@@ -504,14 +588,17 @@ def intake_handler(pipeline: Pipeline, repeats: TableT) -> Handle:
                 out.extend(c.outbox)
                 continue
             key = enterprise_key(c)
-            if routes_here(event, key, co_partitioned):
+            if self._routes_here(event, key, co_partitioned):
                 here.append((event, c))
             else:
                 out.append(OutMessage(BY_ENTERPRISE, key, order_to_json(c)))
-        out.extend(await route(here))
+        out.extend(await self.route(here, ahead))
         return out
 
-    return handle
+
+def intake_handler(pipeline: Pipeline, repeats: TableT) -> IntakeHandler:
+    """The handler of `workorders.received` (see `IntakeHandler`)."""
+    return IntakeHandler(pipeline, repeats)
 
 
 def route_handler(pipeline: Pipeline, repeats: TableT) -> Handle:

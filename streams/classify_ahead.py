@@ -1,5 +1,11 @@
-"""Classify ahead (预先分类): a helper process of the embedded runner that classifies the
-batches of an ingest while this process routes and stores the ones already classified.
+"""Classify ahead (预先分类): helper processes that classify while this process does the rest.
+
+- `ClassifyAhead`, for the embedded runner: classifies the batches of an ingest while this
+  process routes and stores the ones already classified.
+- `ClassifierProcess` (分类进程), for a Kafka worker: one helper for the worker's lifetime that
+  classifies each route batch while the router thread admits it (a database round trip) and
+  while the event loop, free of the classifier's hold on the GIL, consumes, produces and
+  acknowledges.
 
 Classification is pure Python for the most part (jieba, the vectorisers), so a thread would
 wait for the GIL. A process forked for the ingest has the model and the batches already
@@ -11,12 +17,17 @@ makes the caller classify in-process instead, so the outcome never depends on it
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
 import queue
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
 from typing import Any
 
 from models.records import OrderIn, Prediction
@@ -92,3 +103,172 @@ class ClassifyAhead:
             process.join()
         self._out.close()
         self._out.cancel_join_thread()
+
+
+# ---- the Kafka worker's long-lived helper ---------------------------------------------------
+def _serve_requests(classifier: Any, conn: Any, parent_end: Any) -> None:
+    """The helper of `ClassifierProcess`: answer each (ticket, orders, k) with
+    (ticket, "ok", predictions, seconds) or (ticket, "error", reason) until the worker closes
+    its end of the pipe (or dies: the helper holds no copy of that end, so it sees EOF)."""
+    parent_end.close()
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:  # the worker is closing
+            return
+        ticket, orders, k = request
+        started = time.perf_counter()
+        try:
+            answer: tuple[Any, ...] = (
+                ticket, "ok", classifier.predict(orders, k=k), time.perf_counter() - started
+            )
+        except Exception as exc:  # reported; the worker classifies that batch itself
+            answer = (ticket, "error", repr(exc))
+        try:
+            conn.send(answer)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class Ahead:
+    """A batch handed to the classifier process: `get` gives the predictions of some of its
+    orders (the same objects, in any order and subset) or None, when the caller must classify
+    them itself."""
+
+    def __init__(self, owner: ClassifierProcess, orders: Sequence[OrderIn],
+                 future: Future[tuple[list[Prediction], float] | None]) -> None:
+        self._owner = owner
+        self._positions = {id(o): i for i, o in enumerate(orders)}
+        self._future = future
+
+    def get(self, orders: Sequence[OrderIn]) -> tuple[list[Prediction], float] | None:
+        """(predictions of ``orders``, seconds the helper spent on the batch), or None."""
+        if any(id(o) not in self._positions for o in orders):
+            return None
+        try:
+            answer = self._future.result(timeout=self._owner.timeout_s)
+        except FutureTimeout:
+            self._owner.give_up(f"{self._owner.timeout_s:g} 秒内无应答", kill=True)
+            return None
+        if answer is None:
+            return None
+        predictions, seconds = answer
+        return [predictions[self._positions[id(o)]] for o in orders], seconds
+
+
+class ClassifierProcess:
+    """A Kafka worker's classifier helper (分类进程), forked once with the worker's model
+    before the worker starts its threads. `submit` hands it a batch and returns at once (the
+    intake thread submits a batch while the router thread still routes the one before);
+    `Ahead.get` waits for the predictions. When the helper fails on a batch, that batch is
+    classified in-process; when it dies or does not answer within `timeout_s`, it is stopped
+    and every later batch is classified in-process (logged once). The outcome never depends
+    on it: it runs the same model object, forked.
+
+    Forking copies the model copy-on-write; `gc.freeze` around the fork keeps the child's
+    collector away from the parent's objects (a collected database connection there would
+    close the parent's socket). One reader thread in this process takes the answers."""
+
+    def __init__(self, classifier: Any, *, timeout_s: float = 30.0) -> None:
+        self.version = classifier.version
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()  # the pipe's sending end, the ticket and the futures
+        self._ticket = 0
+        self._waiting: dict[int, Future[tuple[list[Prediction], float] | None]] = {}
+        # warm: jieba loads its dictionary on first use; loaded here, the child shares it
+        classifier.predict([OrderIn(order_id="warm-up", channel="warm-up",
+                                    received_at=datetime.now(), title="", text="预热分类器")])
+        ctx = multiprocessing.get_context("fork")
+        ours, theirs = ctx.Pipe(duplex=True)
+        gc.freeze()
+        try:
+            self._process: Any = ctx.Process(
+                target=_serve_requests, args=(classifier, theirs, ours),
+                name="classify-process", daemon=True,
+            )
+            self._process.start()
+        finally:
+            gc.unfreeze()
+        theirs.close()
+        self._conn: Any = ours
+        self._reader = threading.Thread(target=self._read, name="classify-reader", daemon=True)
+        self._reader.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def submit(self, orders: Sequence[OrderIn], *, k: int = 3) -> Ahead | None:
+        """Hand a batch to the helper (may wait while it reads the one before); None when the
+        helper is gone."""
+        orders = list(orders)
+        future: Future[tuple[list[Prediction], float] | None] = Future()
+        with self._lock:
+            if self._process is None:
+                return None
+            self._ticket += 1
+            self._waiting[self._ticket] = future
+            try:
+                self._conn.send((self._ticket, orders, k))
+            except (BrokenPipeError, OSError) as exc:
+                self._stop_locked(f"发送失败：{exc!r}")
+                return None
+        return Ahead(self, orders, future)
+
+    def _read(self) -> None:
+        conn = self._conn
+        while True:
+            try:
+                answer = conn.recv()
+            except (EOFError, OSError) as exc:
+                with self._lock:
+                    if conn is self._conn and self._process is not None:
+                        self._stop_locked(f"进程已退出（{exc!r}）")
+                return
+            with self._lock:
+                future = self._waiting.pop(answer[0], None)
+            if future is None:
+                continue
+            if answer[1] == "ok" and all(p.model_version == self.version for p in answer[2]):
+                future.set_result((answer[2], answer[3]))
+            else:
+                log.warning("classifier process: %s; classifying this batch in-process",
+                            answer[2] if answer[1] == "error" else "model version differs")
+                future.set_result(None)
+
+    def give_up(self, reason: str, *, kill: bool = False) -> None:
+        with self._lock:
+            self._stop_locked(reason, kill=kill)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop_locked(None)
+
+    def _stop_locked(self, reason: str | None, *, kill: bool = False) -> None:
+        if self._process is None:
+            return
+        if reason is not None:
+            log.warning("classifier process stopped (%s); classifying in-process from now on",
+                        reason)
+        process, self._process = self._process, None
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            future.set_result(None)
+        if kill:
+            process.kill()
+        else:
+            try:
+                self._conn.send(None)  # the helper returns after the batch in hand
+            except (BrokenPipeError, OSError):
+                pass
+        process.join(STOP_WAIT_S)  # its end closes with it: the reader thread sees EOF
+        if process.is_alive():
+            process.kill()
+            process.join()
+        self._conn.close()

@@ -40,6 +40,16 @@ class Classifier(Protocol):
     def predict(self, orders: Sequence[OrderIn], k: int = 3) -> list[Prediction]: ...
 
 
+class Ahead(Protocol):
+    """Predictions on their way (`streams.classify_ahead.Ahead`)."""
+
+    def get(self, orders: Sequence[OrderIn]) -> tuple[list[Prediction], float] | None: ...
+
+
+class ClassifierHelper(Protocol):
+    def submit(self, orders: Sequence[OrderIn], *, k: int = 3) -> Ahead | None: ...
+
+
 class SharedBody:
     """A JSON object several messages carry, encoded at most once: an order's dispatch goes to
     `workorders.dispatched` and, with a `role` added, to each unit's feed (the order's text is
@@ -202,6 +212,9 @@ class Router:
         self.metrics = metrics
         self.max_text_chars = max_text_chars
         self.model_thresholds = dict(model_thresholds) if model_thresholds else None
+        #: a Kafka worker's `streams.classify_ahead.ClassifierProcess`, when it runs one:
+        #: `route_orders` then classifies each batch there while it admits the batch here
+        self.classifier_process: ClassifierHelper | None = None
 
     # ---- intake -------------------------------------------------------------------------
     def receive(self, raw: bytes | str | Mapping[str, Any], *, source: str = "intake") -> Outcome:
@@ -248,19 +261,25 @@ class Router:
         repeat_counts: Mapping[str, int] | None = None,
         source: str = "intake",
         predictions: Sequence[Prediction] | None = None,
+        ahead: Ahead | None = None,
     ) -> list[Outcome]:
         """Store, classify (one batch), route and dispatch validated orders.
 
         `repeat_counts` (order id → same-enterprise orders in the window) comes from the faust
         table on Kafka; without it the store counts them. `predictions`, one per order of
         ``orders`` (k=3), when the caller has classified them already (the embedded runner's
-        classify-ahead helper); without them the classifier runs here.
+        classify-ahead helper). `ahead`: predictions of these orders already on their way
+        from the worker's classifier process (submitted with the batch's validation). Without
+        either, the batch goes to the classifier process if the worker runs one (it classifies
+        while this thread admits the batch), else the classifier runs here.
         """
         if predictions is not None and len(predictions) != len(orders):
             raise ValueError(f"{len(predictions)} 个分类结果对应 {len(orders)} 条工单")
         outcomes: list[Outcome | None] = [None] * len(orders)
         to_route: list[tuple[int, OrderIn, bool]] = []  # (position, order, is new)
         with_prediction: list[Prediction] = []  # the given predictions of the orders to route
+        if predictions is None and ahead is None and self.classifier_process is not None:
+            ahead = self.classifier_process.submit(orders, k=3)
         with TIMES.stage("router.admit", len(orders)):
             digests: dict[str, str] = {}
             admitted = self.store.admit(orders, digests)
@@ -280,9 +299,15 @@ class Router:
             return [o for o in outcomes if o is not None]
         started = time.perf_counter()
         if predictions is None:
-            with_prediction = self.classifier.predict([o for _, o, _ in to_route], k=3)
-            self.metrics.classification.observe(time.perf_counter() - started)
-            TIMES.add("router.classify", time.perf_counter() - started, len(to_route))
+            got = ahead.get([o for _, o, _ in to_route]) if ahead is not None else None
+            if got is not None:  # the classifier process did it
+                with_prediction, seconds = got
+                self.metrics.classification.observe(seconds)
+                TIMES.add("router.classify_wait", time.perf_counter() - started, len(to_route))
+            else:
+                with_prediction = self.classifier.predict([o for _, o, _ in to_route], k=3)
+                self.metrics.classification.observe(time.perf_counter() - started)
+                TIMES.add("router.classify", time.perf_counter() - started, len(to_route))
         decided = time.perf_counter()
         counts = dict(repeat_counts) if repeat_counts else self._repeat_counts(
             [o for _, o, _ in to_route]

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 
 from hotline.settings import Settings
 from ops.bench.services import ROOT
-from ops.bench.stats import percentile, rss_mb
+from ops.bench.stats import percentile, rss_mb, tree_pss_mb
 from streams.app import RECEIVED
 from streams.handlers import DISPATCHED
 from streams.partitioning import intake_partition
@@ -190,6 +190,10 @@ class Workers:
 
     def rss_mb(self) -> float:
         return max(rss_mb(w.pid) for w in self.members)
+
+    def tree_pss_mb(self) -> float:
+        """The largest worker with its classifier process (proportional set size)."""
+        return max(tree_pss_mb(w.pid) for w in self.members)
 
     def check_running(self) -> None:
         for w in self.members:

@@ -65,7 +65,7 @@ def _pipeline(
             lat = kb.latencies(sent, _settled(watcher, sent))
             out.update(kafka_paced_rate=rate / 2, kafka_p50_ms=percentile(lat, 50),
                        kafka_p99_ms=percentile(lat, 99), kafka_latency_orders=len(lat),
-                       worker_rss_mb=w.rss_mb())
+                       worker_rss_mb=w.rss_mb(), worker_pss_mb=w.tree_pss_mb())
             if burst:
                 out.update(_burst(w, prod, topic, watcher, templates, run_id, rate,
                                   burst_seconds, burst_factor))

@@ -84,7 +84,8 @@ def render_kafka(r: dict[str, Any]) -> str:
             f"{_f(r.get('kafka_p50_ms'), '.0f', ' ms')}，p99 {_f(r.get('kafka_p99_ms'), '.0f', ' ms')}"
             f"（{r.get('kafka_latency_orders', 0)} 单自动派出）"
         ),
-        f"worker 常驻内存（最大的一个）：{_f(r.get('worker_rss_mb'), '.0f', ' MB')}",
+        f"worker 常驻内存（最大的一个）：{_f(r.get('worker_rss_mb'), '.0f', ' MB')}；"
+        f"连同分类子进程按比例计（PSS）：{_f(r.get('worker_pss_mb'), '.0f', ' MB')}",
     ]
     if "burst_orders" in r:
         catch = r.get("burst_catch_up_s")

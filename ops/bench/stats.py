@@ -26,3 +26,32 @@ def rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return math.nan
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size (Pss: shared pages split between their sharers) of a process and
+    all its descendants, in MiB: what a worker and its classifier process cost together,
+    without counting the copy-on-write model twice. NaN when the process is gone."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            if p == pid:
+                return math.nan
+            continue
+        total += next((int(line.split()[1]) for line in text.splitlines()
+                       if line.startswith("Pss:")), 0)
+        todo.extend(_children(p))
+    return total / 1024

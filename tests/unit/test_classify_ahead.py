@@ -1,9 +1,12 @@
-"""The embedded runner's classify-ahead helper process: same outcomes as classifying in-process,
-and a helper that fails leaves the caller to classify."""
+"""The classify-ahead helper processes: the embedded runner's (`ClassifyAhead`) and a Kafka
+worker's (`ClassifierProcess`). Same outcomes as classifying in-process, and a helper that fails,
+dies or hangs leaves the caller to classify."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from hotline.bootstrap import App, bootstrap
 from hotline.settings import Settings
 from models.records import Candidate, OrderIn, Prediction
-from streams.classify_ahead import ClassifyAhead, available
+from streams.classify_ahead import ClassifierProcess, ClassifyAhead, available
 from streams.runner import EmbeddedRunner
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs fork and two cores")
@@ -30,13 +33,17 @@ class Labeller:
 
     version = "fake-1"
 
-    def __init__(self, *, fail_away_from: int | None = None) -> None:
+    def __init__(self, *, fail_away_from: int | None = None,
+                 hang_away_from: int | None = None) -> None:
         self.fail_away_from = fail_away_from
+        self.hang_away_from = hang_away_from
         self.batches = 0  # counted in the process that classified
 
     def predict(self, orders: Sequence[OrderIn], k: int = 3) -> list[Prediction]:
         if self.fail_away_from is not None and os.getpid() != self.fail_away_from:
             raise RuntimeError("helper broke")
+        if self.hang_away_from is not None and os.getpid() != self.hang_away_from:
+            time.sleep(60)
         self.batches += 1
         return [Prediction(candidates=(Candidate(f"{o.order_id}@{os.getpid()}", 0.9),),
                            model_version=self.version) for o in orders]
@@ -111,3 +118,104 @@ def test_the_runner_classifies_itself_when_the_helper_fails(tmp_path: Path) -> N
     outcomes = runner.ingest(_messages(450))
     assert len([o for o in outcomes if o.decision is not None]) == 448  # unknown units: manual
     assert labeller.batches == 3  # every batch classified here
+
+
+# ---- the Kafka worker's classifier process --------------------------------------------------
+def _where(answer: Any) -> list[tuple[str, str]]:
+    return [tuple(p.top.unit.split("@")) for p in answer[0]]  # type: ignore[misc]
+
+
+def test_the_classifier_process_answers_for_any_subset_of_a_batch_from_another_process() -> None:
+    helper = ClassifierProcess(Labeller())
+    try:
+        first, second = orders(4), orders(3, 10)
+        ahead1 = helper.submit(first)
+        ahead2 = helper.submit(second)  # two batches in flight
+        assert ahead1 is not None and ahead2 is not None
+        got2 = ahead2.get([second[2], second[0]])
+        got1 = ahead1.get(first)
+        assert got1 is not None and got2 is not None
+        assert [u for u, _ in _where(got1)] == ["A0", "A1", "A2", "A3"]
+        assert [u for u, _ in _where(got2)] == ["A12", "A10"]
+        assert {pid for _, pid in _where(got1) + _where(got2)} == {str(helper.pid)}
+        assert helper.pid != os.getpid()
+        # orders that were not in the batch (other objects): no answer, classify here
+        assert ahead1.get(orders(1)) is None
+        assert helper.alive
+    finally:
+        helper.close()
+    assert not helper.alive
+    assert helper.submit(orders(1)) is None  # closed: the caller classifies
+
+
+def test_a_batch_the_process_fails_on_is_classified_by_the_caller_and_the_process_stays() -> None:
+    helper = ClassifierProcess(Labeller(fail_away_from=os.getpid()))
+    try:
+        batch = orders(2)
+        ahead = helper.submit(batch)
+        assert ahead is not None and ahead.get(batch) is None
+        assert helper.alive
+    finally:
+        helper.close()
+
+
+def test_a_dead_process_leaves_every_batch_to_the_caller() -> None:
+    helper = ClassifierProcess(Labeller())
+    try:
+        assert helper.pid is not None
+        os.kill(helper.pid, signal.SIGKILL)
+        batch = orders(2)
+        ahead = helper.submit(batch)
+        assert ahead is None or ahead.get(batch) is None
+        deadline = time.monotonic() + 10
+        while helper.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not helper.alive
+        assert helper.submit(batch) is None
+    finally:
+        helper.close()
+
+
+def test_a_process_that_does_not_answer_in_time_is_stopped() -> None:
+    helper = ClassifierProcess(Labeller(hang_away_from=os.getpid()), timeout_s=0.5)
+    try:
+        batch = orders(2)
+        ahead = helper.submit(batch)
+        assert ahead is not None
+        started = time.monotonic()
+        assert ahead.get(batch) is None
+        assert time.monotonic() - started < 10
+        assert not helper.alive and helper.submit(batch) is None
+    finally:
+        helper.close()
+
+
+def test_the_router_gives_the_same_outcomes_with_the_classifier_process(tmp_path: Path) -> None:
+    messages = _messages(300)
+    plain = _app(tmp_path / "plain.db").router
+    helped_app = _app(tmp_path / "helped.db")
+    helped = helped_app.router
+    helper = helped.classifier_process = ClassifierProcess(helped.classifier)
+    submitted: list[tuple[list[OrderIn], Any]] = []
+    submit = helper.submit
+
+    def spy(batch: Sequence[OrderIn], *, k: int = 3) -> Any:
+        ahead = submit(batch, k=k)
+        submitted.append((list(batch), ahead))
+        return ahead
+
+    helper.submit = spy  # type: ignore[method-assign]
+    try:
+        expected, got = [], []
+        for start in range(0, len(messages), 100):
+            expected.extend(plain.receive_batch(messages[start:start + 100]))
+            got.extend(helped.receive_batch(messages[start:start + 100]))
+        assert helper.alive
+        # every batch went to the process, and the process answered each
+        assert len(submitted) == 3
+        assert all(a is not None and a.get(b) is not None for b, a in submitted)
+    finally:
+        helper.close()
+    assert _seen(got) == _seen(expected)
+    assert [o.status for o in got].count("duplicate") == 1
+    assert len(helped_app.store.dead_letters()) == 1
