@@ -435,8 +435,11 @@ class Pipeline:
         except asyncio.CancelledError:
             handled.cancel()
             raise
-        except BaseException as exc:
+        except Exception as exc:
             handled.set_exception(exc)
+            raise
+        except BaseException:
+            handled.cancel()  # the loop must not wait for ever on this batch
             raise
         finally:
             forget = getattr(handle, "forget", None)
