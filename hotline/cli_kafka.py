@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import logging
 import uuid
 from typing import Any
 
 from hotline.masking import mask_pii
 from hotline.settings import Settings
 from models.tables import now_local
-
-log = logging.getLogger(__name__)
 
 #: CLI event names (Chinese and English) → lifecycle event kinds
 EVENT_KINDS = {
@@ -182,15 +179,10 @@ def _start_classifier_process(app: Any, settings: Settings, *, wanted: bool) -> 
     from streams import classify_ahead
 
     router = app.hotline.router
-    if not (wanted and settings.classify_process):
-        log.info("classifier runs in the worker process (classify_process off)")
-    elif not classify_ahead.available():
-        log.info("classifier runs in the worker process (no fork or a single core)")
-    else:
+    if wanted and settings.classify_process and classify_ahead.available():
         helper = classify_ahead.ClassifierProcess(router.classifier)
         router.classifier_process = helper
-        atexit.register(helper.close)
-        log.info("classifier process %s started (model %s)", helper.pid, helper.version)
+        atexit.register(helper.close)  # the app logs it once faust has set up logging
 
 
 def register(sub: Any) -> None:

@@ -178,6 +178,10 @@ class HotlineApp(faust.App):
     async def _run_watches(self) -> None:
         # kill -USR1 <pid>: every task's and thread's stack, and the consumer's state, to the log
         install_stack_dump(functools.partial(consumer_state, self))
+        helper = getattr(getattr(getattr(self, "hotline", None), "router", None),
+                         "classifier_process", None)
+        log.info("分类子进程：%s",
+                 f"pid {helper.pid}" if helper is not None else "未启用（在 worker 进程内分类）")
         while not self.should_stop:
             await self.sleep(GAP_CHECK_INTERVAL_S)
             for watch in getattr(self, "watches", ()):
@@ -491,7 +495,9 @@ def order_router(pipeline: Pipeline, repeats: TableT, source: str) -> RouteOrder
     router = pipeline.router
     window = router.config.settings.repeat_window_days
 
-    def work(orders: list[OrderIn], counts: dict[str, int], ahead: Ahead | None) -> list[OutMessage]:
+    def work(
+        orders: list[OrderIn], counts: dict[str, int], ahead: Ahead | None
+    ) -> list[OutMessage]:
         out: list[OutMessage] = []
         for o in router.route_orders(orders, repeat_counts=counts, source=source, ahead=ahead):
             if o.status == "duplicate" and o.order_id:
@@ -549,12 +555,16 @@ class IntakeHandler:
         self.route = order_router(pipeline, repeats, RECEIVED)
         self.received = pipeline.topic(RECEIVED).get_topic_name()
         #: id(batch) -> (batch, validated, predictions on their way)
-        self._prepared: dict[int, tuple[Sequence[EventT], list[OrderIn | Outcome], Ahead | None]] = {}
+        self._prepared: dict[
+            int, tuple[Sequence[EventT], list[OrderIn | Outcome], Ahead | None]
+        ] = {}
 
     def _validate(self, raws: list[Any]) -> list[OrderIn | Outcome]:
         return [self.router.validate(raw, source=RECEIVED) for raw in raws]
 
-    def _validate_and_submit(self, raws: list[Any]) -> tuple[list[OrderIn | Outcome], Ahead | None]:
+    def _validate_and_submit(
+        self, raws: list[Any]
+    ) -> tuple[list[OrderIn | Outcome], Ahead | None]:
         checked = self._validate(raws)
         helper = self.router.classifier_process
         orders = [c for c in checked if isinstance(c, OrderIn)]

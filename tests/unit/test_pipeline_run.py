@@ -105,7 +105,9 @@ class Handler:
 
 def _pipeline(log: list[str]) -> tuple[Pipeline, SlowAcks]:
     producer = SlowAcks(log)
-    pipeline = Pipeline(FakeApp(producer), router=None, settings=Settings())  # type: ignore[arg-type]
+    pipeline = Pipeline(
+        FakeApp(producer), router=None, settings=Settings()  # type: ignore[arg-type]
+    )
     pipeline.retrier = Retrier(attempts=1, start=0.0, cap=0.0)
     return pipeline, producer
 
@@ -162,7 +164,8 @@ def test_a_batch_that_cannot_be_handled_stops_the_loop_without_acknowledging_it(
     handler = Handler(log, fail_on=3)
 
     async def run() -> None:
-        task = asyncio.ensure_future(pipeline.run(stream, "test", handler))  # type: ignore[arg-type]
+        run = pipeline.run(stream, "test", handler)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(run)
         while "B1" not in producer.pending:
             await asyncio.sleep(0.001)
         producer.pending["B1"].set_result(None)
