@@ -174,7 +174,10 @@ class ClassifierProcess:
     def __init__(self, classifier: Any, *, timeout_s: float = 30.0) -> None:
         self.version = classifier.version
         self.timeout_s = timeout_s
-        self._lock = threading.Lock()  # the pipe's sending end, the ticket and the futures
+        self._lock = threading.Lock()  # the process, the ticket and the futures
+        # the pipe's sending end, never held together with `_lock`: a send blocks while the
+        # helper does not read (a hung helper never does), and stopping it must not wait then
+        self._send_lock = threading.Lock()
         self._ticket = 0
         self._waiting: dict[int, Future[tuple[list[Prediction], float] | None]] = {}
         # warm: jieba loads its dictionary on first use; loaded here, the child shares it
@@ -213,12 +216,14 @@ class ClassifierProcess:
             if self._process is None:
                 return None
             self._ticket += 1
-            self._waiting[self._ticket] = future
-            try:
-                self._conn.send((self._ticket, orders, k))
-            except (BrokenPipeError, OSError) as exc:
-                self._stop_locked(f"发送失败：{exc!r}")
-                return None
+            ticket = self._ticket
+            self._waiting[ticket] = future
+        try:
+            with self._send_lock:
+                self._conn.send((ticket, orders, k))
+        except Exception as exc:  # noqa: BLE001 - the helper died (or was stopped) meanwhile
+            self.give_up(f"发送失败：{exc!r}", kill=True)
+            return None
         return Ahead(self, orders, future)
 
     def _read(self) -> None:
@@ -260,15 +265,23 @@ class ClassifierProcess:
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             future.set_result(None)
-        if kill:
-            process.kill()
-        else:
+        if not kill and self._send_lock.acquire(timeout=1.0):
             try:
                 self._conn.send(None)  # the helper returns after the batch in hand
             except (BrokenPipeError, OSError):
                 pass
+            finally:
+                self._send_lock.release()
+        else:  # asked to, or a send is stuck: the helper does not read
+            process.kill()
         process.join(STOP_WAIT_S)  # its end closes with it: the reader thread sees EOF
         if process.is_alive():
             process.kill()
             process.join()
-        self._conn.close()
+        # a send still under way fails promptly now that the helper is gone; close the pipe
+        # only after it, never under it
+        if self._send_lock.acquire(timeout=STOP_WAIT_S):
+            try:
+                self._conn.close()
+            finally:
+                self._send_lock.release()

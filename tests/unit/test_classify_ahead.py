@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -186,6 +187,30 @@ def test_a_process_that_does_not_answer_in_time_is_stopped() -> None:
         assert ahead.get(batch) is None
         assert time.monotonic() - started < 10
         assert not helper.alive and helper.submit(batch) is None
+    finally:
+        helper.close()
+
+
+def test_a_hung_process_does_not_hold_up_a_submit_blocked_behind_it() -> None:
+    """The intake thread's submit blocks while the hung helper reads nothing; the router
+    thread's wait must still give up in time, and the blocked submit must return."""
+    helper = ClassifierProcess(Labeller(hang_away_from=os.getpid()), timeout_s=1.0)
+    try:
+        first = orders(2)
+        ahead = helper.submit(first)
+        assert ahead is not None
+        big = [OrderIn(order_id=f"B{i}", channel="12345热线", received_at=T0, title="",
+                       text=f"{i}" + "长" * 2000) for i in range(400)]  # megabytes
+        blocked: list[Any] = []
+        sender = threading.Thread(target=lambda: blocked.append(helper.submit(big)))
+        sender.start()
+        started = time.monotonic()
+        assert ahead.get(first) is None
+        sender.join(10)
+        assert not sender.is_alive(), "a submit stayed blocked after the helper was stopped"
+        assert time.monotonic() - started < 10
+        assert blocked == [None] or blocked[0].get(big) is None
+        assert not helper.alive
     finally:
         helper.close()
 
