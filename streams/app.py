@@ -178,8 +178,8 @@ class HotlineApp(faust.App):
     async def _run_watches(self) -> None:
         # kill -USR1 <pid>: every task's and thread's stack, and the consumer's state, to the log
         install_stack_dump(functools.partial(consumer_state, self))
-        helper = getattr(getattr(getattr(self, "hotline", None), "router", None),
-                         "classifier_process", None)
+        core = getattr(self, "hotline", None)  # set by create_app
+        helper = core.router.classifier_process if core is not None else None
         log.info("分类子进程：%s",
                  f"pid {helper.pid}" if helper is not None else "未启用（在 worker 进程内分类）")
         while not self.should_stop:

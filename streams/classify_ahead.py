@@ -227,14 +227,11 @@ class ClassifierProcess:
         return Ahead(self, orders, future)
 
     def _read(self) -> None:
-        conn = self._conn
         while True:
             try:
-                answer = conn.recv()
-            except (EOFError, OSError) as exc:
-                with self._lock:
-                    if conn is self._conn and self._process is not None:
-                        self._stop_locked(f"进程已退出（{exc!r}）")
+                answer = self._conn.recv()
+            except (EOFError, OSError) as exc:  # died, or stopped (then this is a no-op)
+                self.give_up(f"进程已退出（{exc!r}）")
                 return
             with self._lock:
                 future = self._waiting.pop(answer[0], None)
