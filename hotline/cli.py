@@ -19,6 +19,13 @@ def _print_json(value: Any) -> None:
 
 
 # ---- hotline run --------------------------------------------------------------------------
+def _classify_ahead(args: argparse.Namespace, settings: Settings) -> bool:
+    """``--classify-ahead`` / ``--no-classify-ahead`` when given, else the setting
+    (``HOTLINE_CLASSIFY_PROCESS``, on by default); the runner still needs `fork` and a second
+    usable core (`streams.classify_ahead.available`)."""
+    return settings.classify_process if args.classify_ahead is None else args.classify_ahead
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from hotline.bootstrap import bootstrap, settle_heap
     from streams import summary
@@ -29,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.input:
         app = bootstrap(settings)
         settle_heap()
-        runner = EmbeddedRunner(app.router, classify_ahead=args.classify_ahead)
+        runner = EmbeddedRunner(app.router, classify_ahead=_classify_ahead(args, settings))
         runner.ingest(_read_messages(args.input))
         report = runner.report
     else:
@@ -45,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"回放样例日：{len(build_sample_day())} 条消息（模型 {app.router.classifier.version}）")
         territorial = {u.name for u in app.router.config.territorial_units}
         report = run_sample_day(app.router, build_sample_day(), territorial,
-                                classify_ahead=args.classify_ahead)
+                                classify_ahead=_classify_ahead(args, settings))
     data = summary.build(app.router, report)
     if args.json:
         _print_json(data)
@@ -140,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="保留上次样例日数据库，不重建")
     p.add_argument("--metrics-port", type=int, help="在此端口提供 Prometheus 指标")
     p.add_argument("--hold", action="store_true", help="运行结束后保持指标服务")
-    p.add_argument("--classify-ahead", action="store_true",
-                   help="另起一个进程预先分类后续批次（有空闲的第二个 CPU 核时更快）")
+    p.add_argument("--classify-ahead", action=argparse.BooleanOptionalAction, default=None,
+                   help="另起一个进程预先分类后续批次（默认：有第二个可用 CPU 核时开启；"
+                        "--no-classify-ahead 在本进程内分类）")
     p.add_argument("--json", action="store_true", help="以 JSON 输出小结")
     p.set_defaults(func=cmd_run)
 

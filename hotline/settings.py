@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     max_text_chars: int = 5000  # longer 诉求内容 is dead-lettered
     worker_id: str = "worker-1"
-    # a Kafka worker classifies in a helper process (分类进程) where it can fork and has a
-    # second core (streams.classify_ahead.ClassifierProcess); false: in the worker process
+    # classify in a helper process (分类进程) where this process can fork and has a second
+    # core: a Kafka worker's `streams.classify_ahead.ClassifierProcess`, and `hotline run`'s
+    # `ClassifyAhead` for ingests of more than one batch; false: in the process itself
     classify_process: bool = True
     # HTTP API rate limits (限流), requests per minute; 0 turns a limit off
     api_rate_per_token: int = 300  # per bearer token

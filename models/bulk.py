@@ -3,11 +3,11 @@
 `Connection.execute(insert(table), rows)` spends most of its time per row in SQLAlchemy's
 parameter bookkeeping (a dict of every bind per row, then a second pass for the type
 processors), more than SQLite spends inserting the row. `BulkInsert` does the same insert as
-one ``executemany`` on the driver's cursor of the same connection and transaction: the
-statement is compiled by SQLAlchemy once per dialect (bound parameters only, no SQL built from
-strings here), and each row's values go through the same dialect type processors (JSON,
-DateTime, Boolean) that SQLAlchemy would apply, so what is stored is the same on SQLite and
-PostgreSQL.
+one ``executemany`` (on PostgreSQL with psycopg, one ``COPY``) on the driver's cursor of the
+same connection and transaction: the statement is compiled by SQLAlchemy once per dialect
+(bound parameters only, no SQL built from strings here), and each row's values go through the
+same dialect type processors (JSON, DateTime, Boolean) that SQLAlchemy would apply, so what is
+stored is the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class _Prepared:
         self.sql = compiled.string
         self.positional = bool(compiled.positional)
         names = list(compiled.positiontup or []) if self.positional else keys
+        self.table_name = table.name
+        self.names = names
         unknown = set(names) - set(keys)
         if unknown:  # an escaped bind name: never the case for this project's columns
             raise ValueError(f"表 {table.name} 的参数名无法对应到列：{sorted(unknown)}")
@@ -51,6 +53,11 @@ class _Prepared:
         if self.positional:
             return [tuple([p(r[k]) if p else r[k] for k, p in cols]) for r in rows]
         return [{k: p(r[k]) if p else r[k] for k, p in cols} for r in rows]
+
+    def tuples(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """`params` as tuples in `names` order (for COPY)."""
+        cols = [(k, _memo(p) if p and plain else p) for k, p, plain in self.columns]
+        return [tuple([p(r[k]) if p else r[k] for k, p in cols]) for r in rows]
 
 
 def _memo(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -89,14 +96,35 @@ class BulkInsert:
         prepared = self._prepared.get(dialect.name)
         if prepared is None:
             prepared = self._prepared[dialect.name] = _Prepared(self.table, dialect)
-        params = prepared.params(rows)
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(prepared.sql, params)
+            if dialect.name == "postgresql" and dialect.driver == "psycopg":
+                _copy(cursor, prepared, rows)
+            else:
+                cursor.executemany(prepared.sql, prepared.params(rows))
         except dialect.loaded_dbapi.IntegrityError as exc:
             raise IntegrityError(prepared.sql, None, exc) from exc
         finally:
             cursor.close()
+
+
+def _copy(cursor: Any, prepared: _Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The rows through PostgreSQL's ``COPY … FROM STDIN``: psycopg buffers them and sends a
+    few large writes. Its ``executemany`` runs in pipeline mode and waits on the socket once
+    per row, giving up the GIL each time; in a Kafka worker the event loop then holds it for up
+    to the switch interval, so a batch's write took several times its own work. Same
+    constraints and triggers as the INSERT (a duplicate key fails the whole COPY, and the
+    transaction must be rolled back as after the INSERT); the table and column names come from
+    the table's metadata, composed as identifiers."""
+    from psycopg import sql
+
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(prepared.table_name),
+        sql.SQL(", ").join(sql.Identifier(n) for n in prepared.names),
+    )
+    with cursor.copy(statement) as copy:
+        for row in prepared.tuples(rows):
+            copy.write_row(row)
 
 
 def _unserializable(value: Any) -> Any:

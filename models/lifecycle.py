@@ -231,6 +231,19 @@ def _check_storable(value: str, name: str) -> None:
         raise InvalidEventData(f"事件字段 {name} 含空字符（\\x00）")
 
 
+def storable_text(value: str) -> str:
+    """``value`` as a column can hold it, for recording what a rejected event carried: NUL and
+    characters UTF-8 cannot encode (lone surrogates) become backslash escapes; any other text
+    is returned unchanged."""
+    if "\x00" not in value:
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            pass
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _check_json(value: Any, name: str, *, depth: int) -> None:
     """Plain JSON a database can store: finite numbers, storable strings, bounded depth."""
     if depth > MAX_DATA_DEPTH:
@@ -337,7 +350,7 @@ class OrderLifecycle:
             raise InvalidEventData(f"事件工单编号 {event.order_id} 与工单 {self.order_id} 不符")
         handler = _HANDLERS.get(event.kind)
         if handler is None:
-            raise InvalidEventData(f"未知事件类型 {event.kind}")
+            raise InvalidEventData(f"未知事件类型 {storable_text(event.kind)}")
         if not MIN_YEAR <= event.at.year <= MAX_YEAR:
             raise InvalidEventData(f"事件时间超出范围：{event.at.year} 年")
         if event.kind != ORDER_RECEIVED and self.version == 0:

@@ -28,6 +28,7 @@ from models.lifecycle import (
     UnknownOrder,
     deadline_event,
     due_deadlines,
+    storable_text,
     local_naive,
 )
 from models.policy import LifecyclePolicy, load_policy
@@ -132,12 +133,15 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 def _event_values(
     event: LifecycleEvent, rejected: TransitionRejected | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
+    # a rejected event is recorded as it came, with what no column can hold escaped (an
+    # applied one has passed the lifecycle's checks)
+    shown = storable_text if rejected is not None else str
     return {
         "event_id": event.event_id,
         "order_id": event.order_id,
-        "kind": event.kind,
+        "kind": shown(event.kind),
         "at": event.at,
-        "actor": event.actor,
+        "actor": shown(event.actor),
         "data": dict(event.data),
         "accepted": rejected is None,
         "rejection_code": rejected.code if rejected else None,

@@ -38,9 +38,17 @@ POLL_S = 1.0  # how often a wait for the helper checks that it is still alive
 STOP_WAIT_S = 5.0
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one, as a container's
+    cpuset sets it), not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def available() -> bool:
-    """Whether a helper process can run beside this one: `fork` and two cores or more."""
-    return "fork" in multiprocessing.get_all_start_methods() and (os.cpu_count() or 1) > 1
+    """Whether a helper process can run beside this one: `fork` and two usable cores or more."""
+    return "fork" in multiprocessing.get_all_start_methods() and usable_cores() > 1
 
 
 def _serve(classifier: Any, batches: Sequence[Sequence[OrderIn]], k: int, out: Any) -> None:

@@ -53,8 +53,9 @@ class EmbeddedRunner:
 
     With ``classify_ahead`` (where `classify_ahead.available()`), an ingest of more than one
     batch is classified in a helper process on the second core while this process routes and
-    stores the batches already classified; the outcomes are the same either way. Off by
-    default: it pays only with a second core to spare (`make bench` measures both ways)."""
+    stores the batches already classified; the outcomes are the same either way. `hotline run`
+    turns it on unless ``--no-classify-ahead`` or ``HOTLINE_CLASSIFY_PROCESS=0``; here it is off
+    unless asked for (`make bench` measures both ways)."""
 
     def __init__(self, router: Router, *, classify_ahead: bool = False) -> None:
         self.router = router

@@ -129,16 +129,20 @@ def run_local(
         "classifier_rate": classifier_rate(loaded.model, orders),
     }
     app = embedded_app(settings, loaded.model, work_dir / "bench-embedded.db")
-    try:
-        out["embedded_pipeline_rate"] = embedded_rate(app, messages)
+    try:  # `hotline run --no-classify-ahead`: classified in this process
+        out["embedded_inline_rate"] = embedded_rate(app, messages)
     finally:
         app.store.close()
-    if classify_ahead_available():  # the same, with `hotline run --classify-ahead`
+    # `hotline run` as it runs by default: with the classify-ahead helper where it can fork and
+    # has a second usable core (and HOTLINE_CLASSIFY_PROCESS is not 0)
+    out["embedded_classify_process"] = settings.classify_process and classify_ahead_available()
+    if out["embedded_classify_process"]:
         app = embedded_app(settings, loaded.model, work_dir / "bench-embedded-ahead.db")
         try:
             out["embedded_ahead_rate"] = embedded_rate(app, messages, classify_ahead=True)
         finally:
             app.store.close()
+    out["embedded_pipeline_rate"] = out.get("embedded_ahead_rate", out["embedded_inline_rate"])
     app = embedded_app(settings, loaded.model, work_dir / "bench-embedded-paced.db")
     try:
         half = out["embedded_pipeline_rate"] / 2

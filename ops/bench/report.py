@@ -30,9 +30,9 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
     if clf and emb is not None:
         out["embedded_vs_classifier"] = emb / clf
         out["embedded_goal_met"] = emb / clf >= EMBEDDED_GOAL
-    ahead = _num(r.get("embedded_ahead_rate"))
-    if clf and ahead is not None:
-        out["embedded_ahead_vs_classifier"] = ahead / clf
+    inline = _num(r.get("embedded_inline_rate"))
+    if clf and inline is not None:
+        out["embedded_inline_vs_classifier"] = inline / clf
     raw, kp = _num(r.get("kafka_raw_rate")), _num(r.get("kafka_pipeline_rate"))
     if clf and raw and kp is not None:
         ceiling = min(raw, clf)
@@ -55,14 +55,20 @@ def _f(v: Any, fmt: str = ".1f", unit: str = "") -> str:
     return "—" if n is None else f"{n:{fmt}}{unit}"
 
 
+def _helper(r: dict[str, Any]) -> str:
+    flag = r.get("embedded_classify_process")
+    return "" if flag is None else ("，预先分类进程" if flag else "，无预先分类进程")
+
+
 def render_local(r: dict[str, Any]) -> str:
     return "\n".join([
         "== 本机阶段 ==",
         f"模型 {r.get('model_version')} 加载 {_f(r.get('model_load_s'), '.2f', ' 秒')}",
         f"jieba 分词（分类器上限的上限）：{_f(r.get('jieba_rate'))} 单/秒",
         f"分类器单独（同批文本）：{_f(r.get('classifier_rate'))} 单/秒",
-        f"内嵌流水线（SQLite）：{_f(r.get('embedded_pipeline_rate'))} 单/秒",
-        f"内嵌流水线，预先分类进程（--classify-ahead）：{_f(r.get('embedded_ahead_rate'))} 单/秒",
+        f"内嵌流水线（SQLite，hotline run 默认{_helper(r)}）："
+        f"{_f(r.get('embedded_pipeline_rate'))} 单/秒",
+        f"内嵌流水线，本进程内分类（--no-classify-ahead）：{_f(r.get('embedded_inline_rate'))} 单/秒",
         (
             f"内嵌半速 {_f(r.get('embedded_paced_rate'))} 单/秒时延迟：p50 "
             f"{_f(r.get('embedded_p50_ms'), '.0f', ' ms')}，"
@@ -119,8 +125,8 @@ def render_goals(r: dict[str, Any]) -> str:
     if "embedded_vs_classifier" in r:
         lines.append(f"内嵌流水线 / 分类器单独 = {r['embedded_vs_classifier']:.0%}"
                      f"（目标 ≥ {EMBEDDED_GOAL:.0%}）：{_mark(r.get('embedded_goal_met'))}")
-    if "embedded_ahead_vs_classifier" in r:
-        lines.append(f"（预先分类进程：{r['embedded_ahead_vs_classifier']:.0%}）")
+    if "embedded_inline_vs_classifier" in r:
+        lines.append(f"（本进程内分类：{r['embedded_inline_vs_classifier']:.0%}）")
     if "kafka_vs_ceiling" in r:
         lines.append(f"Kafka 流水线 / 较低上限 {r['kafka_ceiling_rate']:.1f} = "
                      f"{r['kafka_vs_ceiling']:.0%}（目标 ≥ {KAFKA_GOAL:.0%}）："

@@ -29,6 +29,11 @@ def test_quick_local_bench_prints_the_json_keys(
     assert result["embedded_paced_orders"] == 20
     assert "内嵌流水线" in "\n".join(lines[:-1])
     assert isinstance(result["embedded_goal_met"], bool)
+    # the headline embedded figure is `hotline run` as it runs by default, the other beside it
+    assert result["embedded_inline_rate"] > 0
+    default = "embedded_ahead_rate" if result["embedded_classify_process"] else (
+        "embedded_inline_rate")
+    assert result["embedded_pipeline_rate"] == result[default]
 
 
 def test_ratios_use_the_lower_ceiling() -> None:

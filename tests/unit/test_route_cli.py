@@ -77,3 +77,24 @@ def test_human_output_is_chinese_and_masked(capsys: pytest.CaptureFixture[str]) 
     assert main(["route", "公司拖欠工资三个月，联系电话13917652283"]) == 0
     out = capsys.readouterr().out
     assert "派单结果" in out and "13917652283" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["run"], None, True),  # on by default (the runner still needs fork and a second core)
+        (["run"], "0", False),
+        (["run", "--classify-ahead"], "0", True),
+        (["run", "--no-classify-ahead"], None, False),
+    ],
+)
+def test_run_classifies_ahead_unless_told_not_to(
+    argv: list[str], env: str | None, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hotline.cli import _classify_ahead, build_parser
+    from hotline.settings import Settings
+
+    monkeypatch.delenv("HOTLINE_CLASSIFY_PROCESS", raising=False)
+    if env is not None:
+        monkeypatch.setenv("HOTLINE_CLASSIFY_PROCESS", env)
+    assert _classify_ahead(build_parser().parse_args(argv), Settings()) is expected

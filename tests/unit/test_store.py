@@ -252,8 +252,10 @@ class StoreContract:
 
     def test_dispatch_batch_stores_what_the_one_by_one_path_stores(self, store: Store) -> None:
         """The batch path's bulk inserts bind every type (JSON, times, booleans) as the ORM path
-        does: two identical orders, one each way, read back the same."""
-        one, two = order("GD1", extra={"来源": "热线", "urgent": True}), order("GD2")
+        does: two identical orders, one each way, read back the same. The text has what
+        PostgreSQL's COPY text format must escape (tab, newline, backslash, a literal \\N)."""
+        one = order("GD1", extra={"来源": "热线", "urgent": True, "备注": "a\tb\\N"},
+                    text="路面破损\t影响通行\n第二行 C:\\temp \\N 结束", title='"引号"\r')
         two = OrderIn(**{**one.__dict__, "order_id": "GD2"})
         digests: dict[str, str] = {}
         assert store.admit([two], digests) == ["new"]
@@ -268,7 +270,8 @@ class StoreContract:
         assert {k: v for k, v in a.model_dump().items() if k not in skip} == {
             k: v for k, v in b.model_dump().items() if k not in skip
         }
-        assert b.content_hash == content_hash(two) and b.extra == {"来源": "热线", "urgent": True}
+        assert b.content_hash == content_hash(two) and b.extra == one.extra
+        assert b.text == one.text and b.title == one.title
         assert order_from_row(b) == two  # a re-dispatch routes the order it stored, extras too
         assert b.received_at == T0 and b.next_due == datetime(2025, 3, 4, 9)
 
@@ -284,6 +287,17 @@ class StoreContract:
         }
         assert d2.candidates == [{"unit": BUREAU, "probability": 0.6},
                                  {"unit": TOWN, "probability": 0.3}]
+
+    def test_a_rejected_event_with_unstorable_text_is_recorded_escaped(self, store: Store) -> None:
+        """An event kind with NUL (which PostgreSQL text cannot hold) is rejected and recorded
+        with the NUL escaped, in the reason too: nothing about it is lost or fails the store."""
+        store.add_order(order())
+        bad = ev("坏\x00类型")
+        result = store.apply(bad)
+        assert result.rejected is not None and "坏\\x00类型" in result.rejected.reason
+        [row] = [r for r in store.history("GD1") if r.event_id == bad.event_id]
+        assert not row.accepted and row.kind == "坏\\x00类型"
+        assert row.rejection_reason == result.rejected.reason
 
     def test_dispatch_batch_writes_nothing_when_another_writer_stored_the_order(
         self, store: Store
