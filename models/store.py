@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import event as sa_event
 from sqlalchemy import String, cast, func, or_, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
 from models.bulk import BulkInsert, json_dumps
@@ -106,10 +107,16 @@ def received_event(order: OrderIn) -> LifecycleEvent:
     )
 
 
+#: a pooled connection back in the pool for less than this is handed out again unpinged
+PING_IDLE_S = 1.0
+
+
 def _engine_for(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, json_serializer=json_dumps)
+        engine = create_engine(url, json_serializer=json_dumps)
+        _ping_when_idle(engine)
+        return engine
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +125,30 @@ def _engine_for(url: str) -> Engine:
     if database and database != ":memory:":
         sa_event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling (断线检测) for connections that sat in the pool: one
+    idle for `PING_IDLE_S` or more is pinged at checkout, and a dead one is replaced (the pool
+    retries with a new connection). ``pool_pre_ping`` pings at every checkout: a round trip per
+    session, two per routed batch, with the GIL given up and taken back under a busy event
+    loop. A connection checked in moments ago was working then; if the server went away since,
+    the statement fails as a disconnect, SQLAlchemy discards the pool's connections, and the
+    caller's retry (`streams.faults.Retrier` in a worker) runs on new ones."""
+
+    @sa_event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa_event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is not None and time.monotonic() - since < PING_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure: a new connection instead
+            raise DisconnectionError(f"数据库连接已失效：{exc!r}") from exc
 
 
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:

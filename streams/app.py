@@ -46,6 +46,7 @@ from hotline.settings import Settings
 from models.lifecycle import InvalidEventData, LifecycleEvent
 from models.records import OrderIn
 from models.tables import now_local
+from streams.classify_ahead import MergedAhead
 from streams.faults import (
     BACKOFF_MAX_S,
     BACKOFF_START_S,
@@ -250,6 +251,14 @@ def consumer_state(app: faust.App) -> str:
     return "\n".join(lines)
 
 
+async def _all_done(futures: Sequence[asyncio.Future[None]]) -> None:
+    """Wait for every one of ``futures``; then raise the first failure, if any (a batch whose
+    preparation partly failed is handled with what was prepared)."""
+    await asyncio.wait(futures)
+    for f in futures:
+        f.result()
+
+
 def as_stream(stream: StreamT) -> faust.Stream:
     """The concrete stream (for `noack_take` and the current-event context)."""
     return cast(faust.Stream, stream)
@@ -386,32 +395,73 @@ class Pipeline:
         """An agent's loop. Batches are handled one at a time and in order (database write
         included), each outbox is sent as soon as it is built, and each batch's input is
         acknowledged after the broker acknowledged its outbox and after the batch before it
-        was. While one batch is handled, the next is taken from the stream and, when the
-        handler can (`prepare`), made ready: validated, and on its way through the classifier
-        process. So the classification of batch N+1 overlaps the routing and the database write
-        of batch N, and the broker's acks of batch N-1 overlap both. At most three batches are
-        in hand (one settling, one handled, one prepared), so memory stays bounded."""
+        was.
+
+        While one batch is handled, the loop goes on taking from the stream: what it takes
+        meanwhile is held and, when the handler can (`prepare`), made ready piece by piece as
+        it arrives (validated, and on its way through the classifier process). When the
+        router is free, everything held is handled as one batch. So classification overlaps
+        the routing and the database write of the batch before, the broker's acks overlap
+        both, and under load the batches stay large (each database round trip and commit is
+        paid per batch) while under light load a batch starts as soon as it is taken. At most
+        `BATCH` events (plus one take) are held, one batch handled and the batches before it
+        settling, so memory stays bounded."""
         prepare: Callable[[Sequence[EventT]], Awaitable[None]] | None = getattr(
             handle, "prepare", None)
+        loop = asyncio.get_running_loop()
         live: set[asyncio.Future[Any]] = set()
+
+        def track(f: asyncio.Future[Any]) -> asyncio.Future[Any]:
+            live.add(f)
+            f.add_done_callback(live.discard)
+            return f
+
         handled_prev: asyncio.Future[None] | None = None
         settled_prev: asyncio.Future[None] | None = None
+        held: list[EventT] = []
+        readies: list[asyncio.Future[None]] = []
+        pieces = batches(stream, source).__aiter__()
+        taking: asyncio.Future[Sequence[EventT]] | None = track(
+            asyncio.ensure_future(pieces.__anext__()))
         try:
-            async for batch in batches(stream, source):
-                ready = asyncio.ensure_future(prepare(batch)) if prepare is not None else None
-                handled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                settled = asyncio.ensure_future(self._process(
-                    stream, batch, source, handle, ready, handled_prev, settled_prev, handled,
-                ))
-                for f in (ready, handled, settled):
-                    if f is not None:
-                        live.add(f)
-                        f.add_done_callback(live.discard)
-                if handled_prev is not None:
-                    await handled_prev  # raises when that batch could not be handled
-                if settled_prev is not None and settled_prev.done():
-                    settled_prev.result()  # raises when its outbox could not be delivered
-                handled_prev, settled_prev = handled, settled
+            while taking is not None or held:
+                router_free = handled_prev is None or handled_prev.done()
+                if held and (router_free or taking is None or len(held) >= BATCH):
+                    if not router_free:
+                        await handled_prev  # full: wait for the router (raises if it failed)
+                    elif handled_prev is not None:
+                        handled_prev.result()  # raises when that batch could not be handled
+                    if settled_prev is not None and settled_prev.done():
+                        settled_prev.result()  # raises when its outbox could not be delivered
+                    ready = (track(asyncio.ensure_future(_all_done(readies)))
+                             if readies else None)
+                    handled: asyncio.Future[None] = track(loop.create_future())
+                    settled = track(asyncio.ensure_future(self._process(
+                        stream, held, source, handle, ready, handled_prev, settled_prev,
+                        handled,
+                    )))
+                    handled_prev, settled_prev = handled, settled
+                    held, readies = [], []
+                    continue
+                # wait for the next take, or (holding some) for the router to be free
+                assert taking is not None
+                waits: set[asyncio.Future[Any]] = {taking}
+                if held and handled_prev is not None:
+                    waits.add(handled_prev)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    continue
+                try:
+                    piece = taking.result()
+                except StopAsyncIteration:
+                    taking = None
+                    continue
+                taking = track(asyncio.ensure_future(pieces.__anext__()))
+                held.extend(piece)
+                if prepare is not None:
+                    readies.append(track(asyncio.ensure_future(prepare(piece))))
+            if handled_prev is not None:
+                await handled_prev
             if settled_prev is not None:
                 await settled_prev
         finally:
@@ -543,10 +593,11 @@ class IntakeHandler:
     Routing here is only safe while `workorders.received` has as many partitions as the table
     (partition p of both then belongs to one worker); otherwise every order is forwarded.
 
-    `prepare` (called by `Pipeline.run` while the batch before is still being handled)
-    validates a batch on the intake thread and hands its orders to the worker's classifier
-    process; the call for that same batch then uses both. A batch handled without it (or a
-    part of one, when a failing batch is handled message by message) is validated then."""
+    `prepare` (called by `Pipeline.run` for each piece it takes while the batch before is
+    still being handled) validates the piece on the intake thread and hands its orders to the
+    worker's classifier process; a batch made of several pieces then uses what each piece
+    prepared. Any event handled without it (a preparation that failed, or one message at a
+    time after a batch failed) is validated then."""
 
     def __init__(self, pipeline: Pipeline, repeats: TableT) -> None:
         self.pipeline = pipeline
@@ -554,10 +605,8 @@ class IntakeHandler:
         self.partitions = pipeline.settings.partitions
         self.route = order_router(pipeline, repeats, RECEIVED)
         self.received = pipeline.topic(RECEIVED).get_topic_name()
-        #: id(batch) -> (batch, validated, predictions on their way)
-        self._prepared: dict[
-            int, tuple[Sequence[EventT], list[OrderIn | Outcome], Ahead | None]
-        ] = {}
+        #: id(event) -> (event, validated, its piece's predictions on their way)
+        self._prepared: dict[int, tuple[EventT, OrderIn | Outcome, Ahead | None]] = {}
 
     def _validate(self, raws: list[Any]) -> list[OrderIn | Outcome]:
         return [self.router.validate(raw, source=RECEIVED) for raw in raws]
@@ -574,23 +623,44 @@ class IntakeHandler:
         checked, ahead = await self.pipeline.call_intake(
             self._validate_and_submit, [e.value for e in events]
         )
-        self._prepared[id(events)] = (events, checked, ahead)
+        for event, c in zip(events, checked, strict=True):
+            self._prepared[id(event)] = (event, c, ahead)
 
     def forget(self, events: Sequence[EventT]) -> None:
-        self._prepared.pop(id(events), None)
+        for event in events:
+            self._prepared.pop(id(event), None)
 
     def _routes_here(self, event: EventT, key: str, co_partitioned: bool) -> bool:
         if not has_enterprise(key):
             return True
         return co_partitioned and event.message.partition == home_partition(key, self.partitions)
 
+    async def _checked(
+        self, events: Sequence[EventT]
+    ) -> tuple[list[OrderIn | Outcome], dict[int, Ahead]]:
+        """Each event validated (as prepared, or now), and the predictions on their way for
+        the orders that have some (by id of the order)."""
+        checked: list[OrderIn | Outcome | None] = []
+        aheads: dict[int, Ahead] = {}
+        missing: list[int] = []
+        for i, event in enumerate(events):
+            prepared = self._prepared.get(id(event))
+            if prepared is None or prepared[0] is not event:
+                checked.append(None)
+                missing.append(i)
+                continue
+            checked.append(prepared[1])
+            if prepared[2] is not None and isinstance(prepared[1], OrderIn):
+                aheads[id(prepared[1])] = prepared[2]
+        if missing:
+            now = await self.pipeline.call_intake(
+                self._validate, [events[i].value for i in missing])
+            for i, c in zip(missing, now, strict=True):
+                checked[i] = c
+        return cast(list[OrderIn | Outcome], checked), aheads
+
     async def __call__(self, events: Sequence[EventT]) -> list[OutMessage]:
-        prepared = self._prepared.get(id(events))
-        ahead: Ahead | None = None
-        if prepared is not None and prepared[0] is events:
-            _, checked, ahead = prepared
-        else:
-            checked = await self.pipeline.call_intake(self._validate, [e.value for e in events])
+        checked, aheads = await self._checked(events)
         co_partitioned = (
             self.pipeline.app.consumer.topic_partitions(self.received) == self.partitions
         )
@@ -605,6 +675,7 @@ class IntakeHandler:
                 here.append((event, c))
             else:
                 out.append(OutMessage(BY_ENTERPRISE, key, order_to_json(c)))
+        ahead = MergedAhead.of([(o, aheads.get(id(o))) for _, o in here])
         out.extend(await self.route(here, ahead))
         return out
 

@@ -166,6 +166,47 @@ class Ahead:
         return [predictions[self._positions[id(o)]] for o in orders], seconds
 
 
+class MergedAhead:
+    """Several batches' predictions on their way, as one: a batch that `Pipeline.run` merged
+    from pieces, each handed to the classifier process as it was taken. ``parts`` gives, per
+    order, the `Ahead` it went out with (by id of the order). `get` gives the predictions of
+    some of those orders, in their order, or None when any of them has none (the caller then
+    classifies them all itself)."""
+
+    def __init__(self, parts: dict[int, Any]) -> None:
+        self._parts = parts
+
+    @staticmethod
+    def of(pairs: Sequence[tuple[OrderIn, Any]]) -> Any:
+        """The predictions on their way for these orders, from (order, its `Ahead` or None)
+        pairs: that `Ahead` when every order has the same one, a `MergedAhead` when they
+        differ, None when none has any."""
+        distinct = {id(a): a for _, a in pairs if a is not None}
+        if not distinct:
+            return None
+        if len(distinct) == 1 and all(a is not None for _, a in pairs):
+            return next(iter(distinct.values()))
+        return MergedAhead({id(o): a for o, a in pairs if a is not None})
+
+    def get(self, orders: Sequence[OrderIn]) -> tuple[list[Prediction], float] | None:
+        groups: dict[int, tuple[Any, list[int]]] = {}
+        for i, o in enumerate(orders):
+            part = self._parts.get(id(o))
+            if part is None:
+                return None
+            groups.setdefault(id(part), (part, []))[1].append(i)
+        out: list[Prediction | None] = [None] * len(orders)
+        seconds = 0.0
+        for part, positions in groups.values():
+            answer = part.get([orders[i] for i in positions])
+            if answer is None:
+                return None
+            for i, p in zip(positions, answer[0], strict=True):
+                out[i] = p
+            seconds += answer[1]
+        return [p for p in out if p is not None], seconds
+
+
 class ClassifierProcess:
     """A Kafka worker's classifier helper (分类进程), forked once with the worker's model
     before the worker starts its threads. `submit` hands it a batch and returns at once (the

@@ -8,6 +8,7 @@ never see each other's rows.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -61,3 +62,51 @@ class TestStorePostgres(StoreContract):
         assert row is not None and row.state == State.DISPATCHED.value
         assert row.version == 2 + len(events) and row.supervised
         assert len(store.history("GD1")) == 2 + len(events)
+
+
+def _kill_pool_connections(store: Store, url: str) -> int:
+    """Terminate, from another connection, every server process of ``store``'s pool (the
+    pool's connections do not know yet). Returns how many were terminated."""
+    from sqlalchemy import create_engine, text
+
+    with store.engine.connect() as conn:  # the pooled connection, checked in again after
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_engine(url)
+    try:
+        with admin.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM (SELECT pg_terminate_backend("
+                                         ":pid)) t"), {"pid": pid}).scalar_one())
+    finally:
+        admin.dispose()
+
+
+def test_a_connection_killed_while_idle_in_the_pool_is_replaced(
+    pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection idle for `PING_IDLE_S` is pinged at checkout and, dead, replaced:
+    the next call works without the caller seeing the restart."""
+    import models.store as store_module
+
+    monkeypatch.setattr(store_module, "PING_IDLE_S", 0.2)
+    store = Store.from_url(pg_schema_url)
+    try:
+        assert _kill_pool_connections(store, pg_schema_url) == 1
+        time.sleep(0.3)
+        assert store.add_order(order()) == "new"
+    finally:
+        store.close()
+
+
+def test_a_connection_killed_just_after_use_fails_once_then_works(pg_schema_url: str) -> None:
+    """One checked in moments ago is handed out unpinged: its statement fails as a
+    disconnect (what a worker's retry handles), and the next call gets a new connection."""
+    from sqlalchemy.exc import OperationalError
+
+    store = Store.from_url(pg_schema_url)
+    try:
+        assert _kill_pool_connections(store, pg_schema_url) == 1
+        with pytest.raises(OperationalError):
+            store.add_order(order())
+        assert store.add_order(order()) == "new"
+    finally:
+        store.close()

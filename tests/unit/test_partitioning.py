@@ -169,3 +169,52 @@ def test_a_mixed_batch_routes_the_home_orders_and_forwards_the_rest(app: App) ->
     assert sorted(m.key for m in out[DISPATCHED]) == ["GD1", "GD3"]
     assert [m.value["order_id"] for m in out[BY_ENTERPRISE]] == ["GD2"]
     assert sorted(table[KEY]) == ["GD1", "GD3"]
+
+
+class RecordingHelper:
+    """A classifier process stand-in: predicts at submit with the real model and records
+    which orders each submitted piece is asked for."""
+
+    def __init__(self, app: App) -> None:
+        self.classifier = app.router.classifier
+        self.asked: list[list[str]] = []
+
+    def submit(self, orders: list[Any], *, k: int = 3) -> Any:
+        predictions = dict(zip(map(id, orders), self.classifier.predict(orders, k=k),
+                               strict=True))
+        helper = self
+
+        class Ahead:
+            def get(self, subset: list[Any]) -> Any:
+                helper.asked.append([o.order_id for o in subset])
+                return [predictions[id(o)] for o in subset], 0.01
+
+        return Ahead()
+
+
+def test_a_batch_merged_from_prepared_pieces_uses_each_pieces_predictions(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two pieces prepared as they were taken (validated, handed to the classifier process),
+    then handled as one batch: each order's prediction comes from its own piece, the worker
+    classifies nothing itself, and a bad message in a piece is still dead-lettered."""
+    helper = RecordingHelper(app)
+    app.router.classifier_process = helper  # type: ignore[assignment]
+    handler = intake_handler(FakePipeline(app, PARTITIONS), Table())  # type: ignore[arg-type]
+    first = [Event(order("GD1", credit_code=CODE), HOME), Event(b"not json", HOME)]
+    second = [Event(order("GD2"), AWAY), Event(order("GD3", credit_code=CODE), HOME)]
+
+    async def scenario() -> list[Any]:
+        await handler.prepare(first)
+        await handler.prepare(second)
+        monkeypatch.setattr(app.router.classifier, "predict", lambda *a, **k: pytest.fail(
+            "the worker classified in-process"))
+        out = await handler(first + second)
+        handler.forget(first + second)
+        return out
+
+    out = topics(asyncio.run(scenario()))
+    assert sorted(m.key for m in out[DISPATCHED]) == ["GD1", "GD2", "GD3"]
+    assert len(out[DLQ]) == 1
+    assert sorted(sorted(a) for a in helper.asked) == [["GD1"], ["GD2", "GD3"]]
+    assert not handler._prepared  # forgotten once handled

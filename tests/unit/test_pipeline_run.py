@@ -1,6 +1,7 @@
-"""`streams.app.Pipeline.run`, the agents' loop: batches are handled one at a time and in order,
-the next batch is prepared while one is handled, and a batch's input is acknowledged only after
-its outbox was acknowledged by the broker and after the batch before it."""
+"""`streams.app.Pipeline.run`, the agents' loop: batches are handled one at a time and in order;
+what is taken while one is handled is prepared piece by piece and handled as one batch when the
+router is free; a batch's input is acknowledged only after its outbox was acknowledged by the
+broker and after the batch before it."""
 
 from __future__ import annotations
 
@@ -82,19 +83,26 @@ class Handler:
         self.prepared: dict[int, Sequence[Event]] = {}
         self.forgotten: list[int] = []
         self.handled_with_prepared: list[bool] = []
+        self.handled_sizes: list[int] = []
+        self.hold: asyncio.Event | None = None  # when set up, handling waits for it
 
     async def prepare(self, events: Sequence[Event]) -> None:
         self.log.append(f"prepare {events[0].n}")
-        self.prepared[id(events)] = events
+        for e in events:
+            self.prepared[id(e)] = e
 
     def forget(self, events: Sequence[Event]) -> None:
         self.forgotten.append(events[0].n)
-        self.prepared.pop(id(events), None)
+        for e in events:
+            self.prepared.pop(id(e), None)
 
     async def __call__(self, events: Sequence[Event]) -> list[OutMessage]:
         first = events[0].n
-        self.handled_with_prepared.append(self.prepared.get(id(events)) is events)
+        self.handled_sizes.append(len(events))
+        self.handled_with_prepared.append(all(self.prepared.get(id(e)) is e for e in events))
         self.log.append(f"handle {first}")
+        if self.hold is not None:
+            await self.hold.wait()
         for _ in range(5):
             await asyncio.sleep(0)
         if first == self.fail_on:
@@ -125,22 +133,23 @@ async def _run_releasing_acks(pipeline: Pipeline, producer: SlowAcks, stream: Fa
     await asyncio.wait_for(task, 5)
 
 
-def test_batches_are_handled_in_order_with_the_next_one_prepared_meanwhile() -> None:
+def test_what_is_taken_while_a_batch_is_handled_is_prepared_and_handled_as_one_batch() -> None:
     log: list[str] = []
     pipeline, producer = _pipeline(log)
     stream = FakeStream(BATCHES, log)
     handler = Handler(log)
-    asyncio.run(_run_releasing_acks(pipeline, producer, stream, handler, ["B1", "B3", "B4"]))
+    asyncio.run(_run_releasing_acks(pipeline, producer, stream, handler, ["B1", "B3"]))
 
     handles = [e for e in log if e.startswith("handle ")]
-    assert handles == ["handle 1", "handle 3", "handle 4"]
-    # each batch handled only after the one before was handled
+    assert handles == ["handle 1", "handle 3"]
+    assert handler.handled_sizes == [2, 3]  # pieces [3] and [4, 5] merged
     assert log.index("handle 3") > log.index("handled 1")
-    assert log.index("handle 4") > log.index("handled 3")
-    # batch 3 was taken and prepared while batch 1 was still being handled
+    # both pieces were taken and prepared while batch 1 was still being handled
     assert log.index("prepare 3") < log.index("handled 1")
-    assert handler.handled_with_prepared == [True, True, True]
-    assert handler.forgotten == [1, 3, 4]  # nothing kept after a batch is handled
+    assert log.index("prepare 4") < log.index("handled 1")
+    assert handler.handled_with_prepared == [True, True]
+    assert handler.forgotten == [1, 3]  # nothing kept after a batch is handled
+    assert not handler.prepared
     assert stream.acked == [1, 2, 3, 4, 5]
 
 
@@ -148,11 +157,74 @@ def test_input_is_acknowledged_after_its_outbox_and_after_the_batch_before() -> 
     log: list[str] = []
     pipeline, producer = _pipeline(log)
     stream = FakeStream(BATCHES, log)
-    # the broker acknowledges batch 3's outbox first, then 4's, then 1's
-    asyncio.run(_run_releasing_acks(pipeline, producer, stream, Handler(log),
-                                    ["B3", "B4", "B1"]))
+    # the broker acknowledges batch 3's outbox first, then 1's
+    asyncio.run(_run_releasing_acks(pipeline, producer, stream, Handler(log), ["B3", "B1"]))
     assert stream.acked == [1, 2, 3, 4, 5]  # still in order
-    assert log.index("ack 1") > log.index("send B4")  # 1 waited for its own ack (released last)
+    assert log.index("ack 1") > log.index("send B3")  # 1 waited for its own ack (released last)
+
+
+class GatedStream(FakeStream):
+    """Hands out a batch only when the test opens the gate; then waits for more, for ever,
+    like a topic with nothing new on it."""
+
+    def __init__(self, batches: Sequence[Sequence[Event]], log: list[str]) -> None:
+        super().__init__(batches, log)
+        self.gate: asyncio.Queue[None] = asyncio.Queue()
+
+    async def noack_take(self, n: int, within: float) -> AsyncIterator[list[Event]]:
+        for batch in self._batches:
+            await self.gate.get()
+            self.log.append(f"take {batch[0].n}")
+            yield batch
+        await asyncio.Event().wait()
+        yield []  # never reached
+
+
+def test_a_batch_starts_when_the_router_is_free_without_waiting_for_more_input() -> None:
+    """Light load: a piece taken while the router is idle is handled at once, and pieces held
+    while it was busy are handled as soon as it is free, though the stream gives nothing
+    more."""
+    log: list[str] = []
+    pipeline, producer = _pipeline(log)
+    handler = Handler(log)
+
+    async def scenario() -> None:
+        stream = GatedStream(BATCHES, log)
+        task = asyncio.ensure_future(pipeline.run(stream, "test", handler))  # type: ignore
+        stream.gate.put_nowait(None)  # batch 1 only
+        while "B1" not in producer.pending:
+            await asyncio.sleep(0.001)
+        assert handler.handled_sizes == [2]
+        stream.gate.put_nowait(None)  # [3] arrives while B1's acks are still pending
+        while "B3" not in producer.pending:
+            await asyncio.sleep(0.001)
+        assert handler.handled_sizes == [2, 1]
+        # [4, 5] is taken while the router is free and handled at once, slowly; [6] is taken
+        # meanwhile and held; then the stream has nothing more
+        handler.hold = asyncio.Event()
+        stream._batches.append([Event(6)])
+        stream.gate.put_nowait(None)  # [4, 5]
+        while "handle 4" not in log:
+            await asyncio.sleep(0.001)
+        stream.gate.put_nowait(None)  # [6]
+        while "prepare 6" not in log:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        assert "handle 6" not in log  # held while the router is busy
+        handler.hold.set()
+        while "B6" not in producer.pending:  # handled once the router is free
+            await asyncio.sleep(0.001)
+        assert handler.handled_sizes == [2, 1, 2, 1]
+        assert handler.handled_with_prepared == [True] * 4
+        for name in ("B1", "B3", "B4", "B6"):
+            producer.pending[name].set_result(None)
+        while stream.acked != [1, 2, 3, 4, 5, 6]:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(asyncio.wait_for(scenario(), 5))
 
 
 def test_a_batch_that_cannot_be_handled_stops_the_loop_without_acknowledging_it() -> None:
@@ -187,6 +259,44 @@ def test_a_handler_without_prepare_is_handled_as_before() -> None:
         return await handler(events)
 
     asyncio.run(_run_releasing_acks(pipeline, producer, stream, plain,  # type: ignore[arg-type]
-                                    ["B1", "B3", "B4"]))
+                                    ["B1", "B3"]))
     assert not any(e.startswith("prepare") for e in log)
     assert stream.acked == [1, 2, 3, 4, 5]
+
+
+class FakeAhead:
+    """Predictions of some orders (a `streams.classify_ahead.Ahead` stand-in): the order id
+    as the unit, or None when asked to fail."""
+
+    def __init__(self, orders: Sequence[Any], *, fail: bool = False) -> None:
+        self.ids = {id(o) for o in orders}
+        self.fail = fail
+        self.asked: list[list[str]] = []
+
+    def get(self, orders: Sequence[Any]) -> tuple[list[Any], float] | None:
+        assert all(id(o) in self.ids for o in orders)
+        self.asked.append([o.order_id for o in orders])
+        return None if self.fail else ([f"P-{o.order_id}" for o in orders], 0.5)
+
+
+class O:
+    def __init__(self, order_id: str) -> None:
+        self.order_id = order_id
+
+
+def test_a_merged_batch_gets_each_orders_predictions_from_the_piece_it_came_in() -> None:
+    from streams.classify_ahead import MergedAhead
+
+    a, b, c, d = O("a"), O("b"), O("c"), O("d")
+    first, second = FakeAhead([a, b]), FakeAhead([c, d])
+    assert MergedAhead.of([(a, None), (b, None)]) is None
+    assert MergedAhead.of([(a, first), (b, first)]) is first  # one piece: as it is
+    merged = MergedAhead.of([(a, first), (b, first), (c, second), (d, second)])
+    # any subset, in any order (the router asks only for the orders it routes)
+    assert merged.get([d, a, c]) == (["P-d", "P-a", "P-c"], 1.0)
+    assert first.asked == [["a"]] and second.asked == [["d", "c"]]
+    # an order with nothing on its way, or a piece whose helper failed: the caller classifies
+    partial = MergedAhead.of([(a, first), (c, None)])
+    assert partial is not None and partial.get([a, c]) is None
+    failing = MergedAhead.of([(a, first), (c, FakeAhead([c], fail=True))])
+    assert failing.get([a, c]) is None
