@@ -443,12 +443,17 @@ class Pipeline:
                     handled_prev, settled_prev = handled, settled
                     held, readies = [], []
                     continue
-                # wait for the next take, or (holding some) for the router to be free
+                # wait for the next take, or for the batch in hand to be handled (then the
+                # router is free for what is held) or settled; a failure of either stops the
+                # loop at once, as it did when each batch was awaited in turn
                 assert taking is not None
                 waits: set[asyncio.Future[Any]] = {taking}
-                if held and handled_prev is not None:
-                    waits.add(handled_prev)
+                waits.update(f for f in (handled_prev, settled_prev)
+                             if f is not None and not f.done())
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for f in (handled_prev, settled_prev):
+                    if f is not None and f.done():
+                        f.result()  # raises when that batch could not be handled or delivered
                 if not taking.done():
                     continue
                 try:
@@ -467,6 +472,9 @@ class Pipeline:
         finally:
             for f in list(live):
                 f.cancel()  # unacknowledged: redelivered, and the handlers are idempotent
+            forget = getattr(handle, "forget", None)
+            if held and forget is not None:
+                forget(held)  # taken and prepared, never handled
 
     async def _process(
         self, stream: faust.Stream, batch: Sequence[EventT], source: str, handle: Handle,

@@ -249,6 +249,21 @@ def test_a_batch_that_cannot_be_handled_stops_the_loop_without_acknowledging_it(
     assert "handle 4" not in log  # nothing after the failed batch was handled
 
 
+def test_a_failed_batch_stops_the_loop_even_when_the_stream_gives_nothing_more() -> None:
+    log: list[str] = []
+    pipeline, _ = _pipeline(log)
+    handler = Handler(log, fail_on=1)  # and its dead letter fails too: no router
+
+    async def scenario() -> None:
+        stream = GatedStream(BATCHES, log)
+        stream.gate.put_nowait(None)  # [1, 2], then nothing
+        await pipeline.run(stream, "test", handler)  # type: ignore[arg-type]
+
+    with pytest.raises(Exception) as raised:  # noqa: B017 - whatever the dead-letter path raised
+        asyncio.run(asyncio.wait_for(scenario(), 5))
+    assert not isinstance(raised.value, asyncio.TimeoutError)
+
+
 def test_a_handler_without_prepare_is_handled_as_before() -> None:
     log: list[str] = []
     pipeline, producer = _pipeline(log)
