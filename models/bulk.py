@@ -45,18 +45,21 @@ class _Prepared:
             for name in names
         ]
 
-    def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    def _processors(self) -> list[tuple[str, Processor]]:
         # a batch's rows share few distinct values in the columns with a processor besides
         # JSON (times, which SQLite stores as text formatted in Python; booleans): process
         # each distinct value once
-        cols = [(k, _memo(p) if p and plain else p) for k, p, plain in self.columns]
+        return [(k, _memo(p) if p and plain else p) for k, p, plain in self.columns]
+
+    def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         if self.positional:
-            return [tuple([p(r[k]) if p else r[k] for k, p in cols]) for r in rows]
+            return self.tuples(rows)
+        cols = self._processors()
         return [{k: p(r[k]) if p else r[k] for k, p in cols} for r in rows]
 
     def tuples(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """`params` as tuples in `names` order (for COPY)."""
-        cols = [(k, _memo(p) if p and plain else p) for k, p, plain in self.columns]
+        """The rows' values in `names` order (positional parameters, COPY)."""
+        cols = self._processors()
         return [tuple([p(r[k]) if p else r[k] for k, p in cols]) for r in rows]
 
 

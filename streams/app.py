@@ -427,12 +427,11 @@ class Pipeline:
             while taking is not None or held:
                 router_free = handled_prev is None or handled_prev.done()
                 if held and (router_free or taking is None or len(held) >= BATCH):
+                    # (a batch in hand that failed was raised after the wait below)
                     if not router_free:
                         await handled_prev  # full: wait for the router (raises if it failed)
-                    elif handled_prev is not None:
-                        handled_prev.result()  # raises when that batch could not be handled
-                    if settled_prev is not None and settled_prev.done():
-                        settled_prev.result()  # raises when its outbox could not be delivered
+                        if settled_prev is not None and settled_prev.done():
+                            settled_prev.result()  # raises when it could not be delivered
                     ready = (track(asyncio.ensure_future(_all_done(readies)))
                              if readies else None)
                     handled: asyncio.Future[None] = track(loop.create_future())

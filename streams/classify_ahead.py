@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from models.records import OrderIn, Prediction
 
@@ -204,7 +204,7 @@ class MergedAhead:
             for i, p in zip(positions, answer[0], strict=True):
                 out[i] = p
             seconds += answer[1]
-        return [p for p in out if p is not None], seconds
+        return cast(list[Prediction], out), seconds  # every position filled above
 
 
 class ClassifierProcess:

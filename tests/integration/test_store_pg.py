@@ -64,18 +64,19 @@ class TestStorePostgres(StoreContract):
         assert len(store.history("GD1")) == 2 + len(events)
 
 
-def _kill_pool_connections(store: Store, url: str) -> int:
-    """Terminate, from another connection, every server process of ``store``'s pool (the
-    pool's connections do not know yet). Returns how many were terminated."""
+def _kill_pool_connection(store: Store, url: str) -> bool:
+    """Leave ``store``'s pool with one connection and terminate its server process from
+    another connection (the pool does not know yet). True when PostgreSQL terminated it."""
     from sqlalchemy import create_engine, text
 
-    with store.engine.connect() as conn:  # the pooled connection, checked in again after
+    store.engine.dispose()  # the next checkout opens the pool's only connection
+    with store.engine.connect() as conn:  # checked in again after
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     admin = create_engine(url)
     try:
         with admin.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM (SELECT pg_terminate_backend("
-                                         ":pid)) t"), {"pid": pid}).scalar_one())
+            return bool(conn.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                     {"pid": pid}).scalar_one())
     finally:
         admin.dispose()
 
@@ -90,7 +91,7 @@ def test_a_connection_killed_while_idle_in_the_pool_is_replaced(
     monkeypatch.setattr(store_module, "PING_IDLE_S", 0.2)
     store = Store.from_url(pg_schema_url)
     try:
-        assert _kill_pool_connections(store, pg_schema_url) == 1
+        assert _kill_pool_connection(store, pg_schema_url)
         time.sleep(0.3)
         assert store.add_order(order()) == "new"
     finally:
@@ -104,7 +105,7 @@ def test_a_connection_killed_just_after_use_fails_once_then_works(pg_schema_url:
 
     store = Store.from_url(pg_schema_url)
     try:
-        assert _kill_pool_connections(store, pg_schema_url) == 1
+        assert _kill_pool_connection(store, pg_schema_url)
         with pytest.raises(OperationalError):
             store.add_order(order())
         assert store.add_order(order()) == "new"
