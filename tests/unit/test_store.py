@@ -252,8 +252,8 @@ class StoreContract:
 
     def test_dispatch_batch_stores_what_the_one_by_one_path_stores(self, store: Store) -> None:
         """The batch path's bulk inserts bind every type (JSON, times, booleans) as the ORM path
-        does: two identical orders, one each way, read back the same. The text has what
-        PostgreSQL's COPY text format must escape (tab, newline, backslash, a literal \\N)."""
+        does: two identical orders, one each way, read back the same. The text has what a bulk
+        path must escape (tab, newline, backslash, a literal \\N, quotes)."""
         one = order("GD1", extra={"来源": "热线", "urgent": True, "备注": "a\tb\\N"},
                     text="路面破损\t影响通行\n第二行 C:\\temp \\N 结束", title='"引号"\r')
         two = OrderIn(**{**one.__dict__, "order_id": "GD2"})
@@ -298,6 +298,35 @@ class StoreContract:
         [row] = [r for r in store.history("GD1") if r.event_id == bad.event_id]
         assert not row.accepted and row.kind == "坏\\x00类型"
         assert row.rejection_reason == result.rejected.reason
+
+    def test_dispatch_batch_routes_stored_and_new_orders_together(self, store: Store) -> None:
+        """A batch mixing an order stored but never routed (a worker died between the two)
+        with a new one is one transaction: both routed, the stored one received once."""
+        store.add_order(order("GD1"))
+        assert store.admit([order("GD1"), order("GD2")]) == ["unrouted", "new"]
+        items = [(order(oid), is_new, decision(oid),
+                  ev("OrderDispatched", order_id=oid, unit=TOWN))
+                 for oid, is_new in (("GD1", False), ("GD2", True))]
+        results = store.dispatch_batch(items)
+        assert results is not None
+        assert [[e.kind for e in r.applied] for r in results] == [
+            ["OrderDispatched"], ["OrderReceived", "OrderDispatched"]]
+        for oid in ("GD1", "GD2"):
+            assert [e.kind for e in store.history(oid)] == ["OrderReceived", "OrderDispatched"]
+            assert store.get_order(oid).state == State.DISPATCHED.value  # type: ignore[union-attr]
+            assert len(store.decisions(oid)) == 1
+
+    def test_dispatch_batch_writes_nothing_when_a_stored_order_is_gone(
+        self, store: Store
+    ) -> None:
+        """An order admitted as stored that is not there when the batch is written: the batch
+        returns None and writes nothing, its new orders included."""
+        items = [(order(oid), is_new, decision(oid),
+                  ev("OrderDispatched", order_id=oid, unit=TOWN))
+                 for oid, is_new in (("GD2", True), ("GD1", False))]
+        assert store.dispatch_batch(items) is None
+        assert store.get_order("GD1") is None and store.get_order("GD2") is None
+        assert store.history("GD2") == [] and store.decisions("GD2") == []
 
     def test_dispatch_batch_writes_nothing_when_another_writer_stored_the_order(
         self, store: Store

@@ -1,0 +1,129 @@
+"""`models.bulk` on a real PostgreSQL: the one-statement insert stores what SQLAlchemy's own
+INSERT stores, is atomic across tables without a transaction, and refuses what the INSERT
+refuses.
+
+Runs when HOTLINE_TEST_DATABASE_URL is set (the `pg_url` fixture in conftest.py); skipped outside
+CI when it is unset, FAILED under CI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import (
+    JSON, Boolean, Column, DateTime, Engine, Float, Integer, MetaData, String, Table, select,
+)
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlmodel import AutoString
+
+from models.bulk import BulkInsert, insert_many, one_statement
+from models.store import _engine_for
+from ops.pg_schema import scratch_schema
+
+pytestmark = pytest.mark.integration
+
+AWKWARD = 'tab\there\nnew line \\ backslash \\N "quoted" \'single\' 诉求 😀 {a,b} %s %%'
+
+
+def _tables() -> tuple[Table, Table]:
+    meta = MetaData()
+    main = Table(
+        "bulk_main", meta,
+        Column("seq", Integer, primary_key=True),
+        Column("key", String(40), unique=True, nullable=False),
+        Column("data", JSON, nullable=True),
+        Column("at", DateTime, nullable=True),
+        Column("flag", Boolean, nullable=False),
+        Column("score", Float, nullable=True),
+        Column("note", String, nullable=True),
+    )
+    side = Table(
+        "bulk_side", meta,
+        Column("id", Integer, primary_key=True),
+        Column("key", AutoString(5), unique=True, nullable=False),  # as the product's tables
+    )
+    return main, side
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[Engine]:
+    with scratch_schema(pg_url, "test_bulk") as url:
+        eng = _engine_for(url)
+        main, _ = _tables()
+        main.metadata.create_all(eng)
+        assert one_statement(eng.dialect)
+        yield eng
+        eng.dispose()
+
+
+def _row(key: str, **over: object) -> dict[str, object]:
+    return {"key": key, "data": {"词": [1, 2.5, None], "text": AWKWARD},
+            "at": datetime(2026, 1, 2, 3, 4, 5, 678901), "flag": True, "score": 0.1 + 0.2,
+            "note": AWKWARD, **over}
+
+
+def test_stores_what_sqlalchemys_insert_stores(engine: Engine) -> None:
+    main, _ = _tables()
+    ours = [_row("a"), _row("b", data=None, at=None, flag=False, score=None, note=None),
+            _row("c", data=[], score=-1e-300), _row("d", data="only a string", score=1e300)]
+    with engine.begin() as conn:
+        BulkInsert(main)(conn, ours)
+        conn.execute(main.insert(), [{**r, "key": f"sa-{r['key']}"} for r in ours])
+    with engine.connect() as conn:
+        got = conn.execute(select(main).order_by(main.c.seq)).all()
+        # the stored text, not only what it reads back as
+        raw = conn.exec_driver_sql(
+            "SELECT key, data::text, at::text, flag::text, score::text, note FROM bulk_main "
+            "ORDER BY seq").all()
+    assert [r.key for r in got] == ["a", "b", "c", "d", "sa-a", "sa-b", "sa-c", "sa-d"]
+    assert [tuple(r)[2:] for r in got[:4]] == [tuple(r)[2:] for r in got[4:]]
+    assert got[0].data == {"词": [1, 2.5, None], "text": AWKWARD}
+    assert got[0].note == AWKWARD and got[0].score == 0.1 + 0.2
+    assert got[1].data is None and got[1].at is None and got[1].note is None
+    assert [r[1:] for r in raw[:4]] == [r[1:] for r in raw[4:]]
+
+
+def test_many_rows_keep_their_order_and_odd_floats_survive(engine: Engine) -> None:
+    main, _ = _tables()
+    rows = [_row(f"k{i:04d}", score=float(i)) for i in range(500)]
+    rows[7]["score"] = math.inf
+    rows[8]["score"] = -math.inf
+    rows[9]["score"] = math.nan
+    with engine.begin() as conn:
+        BulkInsert(main)(conn, rows)
+    with engine.connect() as conn:
+        got = conn.execute(select(main.c.key, main.c.score).order_by(main.c.seq)).all()
+    assert [k for k, _ in got] == [r["key"] for r in rows]
+    assert got[7].score == math.inf and got[8].score == -math.inf and math.isnan(got[9].score)
+    assert got[499].score == 499.0
+
+
+def test_tables_in_one_call_are_all_or_nothing_without_a_transaction(engine: Engine) -> None:
+    main, side = _tables()
+    bulk_main, bulk_side = BulkInsert(main), BulkInsert(side)
+    auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with auto.connect() as conn:
+        insert_many(conn, [(bulk_main, [_row("x")]), (bulk_side, [{"key": "s1"}])])
+    with auto.connect() as conn, pytest.raises(IntegrityError):
+        # the side row clashes: the main rows before it must not be written either
+        insert_many(conn, [(bulk_main, [_row("y"), _row("z")]), (bulk_side, [{"key": "s1"}])])
+    with engine.connect() as conn:
+        assert conn.execute(select(main.c.key)).scalars().all() == ["x"]
+        assert conn.execute(select(side.c.key)).scalars().all() == ["s1"]
+
+
+def test_refuses_what_the_insert_refuses(engine: Engine) -> None:
+    main, side = _tables()
+    with engine.begin() as conn, pytest.raises(DataError):
+        BulkInsert(side)(conn, [{"key": "longer than five"}])  # not cut to five
+    with engine.begin() as conn, pytest.raises(DataError):
+        BulkInsert(main)(conn, [_row("k" * 41)])
+    with engine.begin() as conn, pytest.raises(ValueError, match="带时区"):
+        BulkInsert(main)(conn, [_row("tz", at=datetime(2026, 1, 2, tzinfo=timezone(
+            timedelta(hours=8))))])
+    with engine.connect() as conn:
+        assert conn.execute(select(side.c.key)).scalars().all() == []
+        assert conn.execute(select(main.c.key)).scalars().all() == []
