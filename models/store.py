@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
-from models.bulk import BulkInsert, insert_many, json_dumps, one_statement
+from models.bulk import BulkInsert, json_dumps
 from models.lifecycle import (
     ORDER_RECEIVED,
     REVISIT_RECORDED,
@@ -64,10 +64,6 @@ class ConflictingOrder(Exception):
     def __init__(self, order_id: str) -> None:
         super().__init__(f"工单 {order_id} 已存在且内容不同")
         self.order_id = order_id
-
-
-class _Gone(Exception):
-    """An order `admit` found stored is not there any more (a concurrent writer)."""
 
 
 class OrderNotFound(LookupError):
@@ -257,11 +253,11 @@ class Store:
         self.engine = engine
         self.policy = policy if policy is not None else load_policy()
         self.calendar = self.policy.calendar()
-        # PostgreSQL through psycopg: the same pool without BEGIN/COMMIT, for a lone read or
-        # one atomic statement (BEGIN, COMMIT and ROLLBACK are a round trip each; `models.bulk`)
-        self._autocommit: Engine | None = (
+        # PostgreSQL: the same pool without BEGIN and ROLLBACK (a round trip each) for a lone
+        # read such as `admit`'s
+        self._reads: Engine = (
             engine.execution_options(isolation_level="AUTOCOMMIT")
-            if one_statement(engine.dialect) else None
+            if engine.dialect.name == "postgresql" else engine
         )
 
     @classmethod
@@ -367,7 +363,7 @@ class Store:
         `digests`, when given, receives each id's content hash (of its first appearance), for
         `dispatch_batch` to store without hashing again."""
         ids = list({o.order_id for o in orders})
-        with Session(self._autocommit or self.engine) as s:  # one read: no transaction
+        with Session(self._reads) as s:  # one read: no transaction
             rows = s.exec(
                 select(WorkOrder.id, WorkOrder.content_hash, WorkOrder.state)
                 .where(col(WorkOrder.id).in_(ids))
@@ -401,83 +397,51 @@ class Store:
         Returns one result per item, or None when a concurrent writer got there first (nothing
         is written then; the caller falls back to `add_order` and `apply`). `digests`: content
         hashes by order id, as `admit` computed them (others are computed here)."""
+        results: list[ApplyResult] = []
         now = now_local()  # one recording time for the batch (to the second)
-        if self._autocommit is not None and all(is_new for _, is_new, _, _ in items):
-            # nothing to read first: the whole write is one atomic statement (`insert_many`)
-            results, parts = self._batch_rows(items, digests, now, None)
-            with self._autocommit.connect() as conn:
-                try:
-                    insert_many(conn, parts)
-                except IntegrityError:
-                    return None
-            return results
-        return self._write_batch(items, digests, now)
-
-    def _write_batch(
-        self,
-        items: Sequence[tuple[OrderIn, bool, Decision, LifecycleEvent]],
-        digests: Mapping[str, str] | None,
-        now: datetime,
-    ) -> list[ApplyResult] | None:
+        new_orders: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         with Session(self.engine) as s:
+            for order, is_new, decision, event in items:
+                if is_new:
+                    lc = OrderLifecycle(order_id=order.order_id)
+                    applied = lc.apply(received_event(order), calendar=self.calendar,
+                                       policy=self.policy)
+                else:
+                    row = s.get(WorkOrder, order.order_id, with_for_update=True)
+                    if row is None:
+                        s.rollback()
+                        return None
+                    lc = self._aggregate(s, row)
+                    applied = []
+                lc.appeal_type = lc.appeal_type or decision.appeal_type
+                try:
+                    applied += lc.apply(event, calendar=self.calendar, policy=self.policy)
+                    results.append(ApplyResult(applied=applied))
+                except TransitionRejected as exc:
+                    events.append(_event_values(event, exc, now))
+                    results.append(ApplyResult(rejected=exc))
+                events.extend(_event_values(e, None, now) for e in applied)
+                values = {**_snapshot(lc, now), "model_version": decision.model_version,
+                          "confidence": decision.confidence}
+                if is_new:
+                    digest = digests.get(order.order_id) if digests else None
+                    new_orders.append(_order_values(order, values, digest, now))
+                else:
+                    s.exec(update(WorkOrder).where(col(WorkOrder.id) == order.order_id)
+                           .values(**values))
+            # one executemany per table (a clash with a concurrent writer: nothing is written)
+            conn = s.connection()
             try:
-                results, parts = self._batch_rows(items, digests, now, s)
-            except _Gone:
-                s.rollback()
-                return None
-            try:  # one statement on PostgreSQL, one executemany per table on SQLite
-                insert_many(s.connection(), parts)
+                _INSERT_ORDERS(conn, new_orders)
+                _INSERT_EVENTS(conn, events)
+                _INSERT_DECISIONS(conn, [_decision_values(d, now) for _, _, d, _ in items])
             except IntegrityError:
                 s.rollback()
                 return None
             if not self._commit(s):
                 return None
         return results
-
-    def _batch_rows(
-        self,
-        items: Sequence[tuple[OrderIn, bool, Decision, LifecycleEvent]],
-        digests: Mapping[str, str] | None,
-        now: datetime,
-        s: Session | None,
-    ) -> tuple[list[ApplyResult], list[tuple[BulkInsert, list[dict[str, Any]]]]]:
-        """Each item's result, and the rows to insert. An order already stored (not new) is
-        locked and updated in ``s``; `_Gone` when it is not there any more."""
-        results: list[ApplyResult] = []
-        new_orders: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        for order, is_new, decision, event in items:
-            if is_new:
-                lc = OrderLifecycle(order_id=order.order_id)
-                applied = lc.apply(received_event(order), calendar=self.calendar,
-                                   policy=self.policy)
-            else:
-                if s is None:
-                    raise ValueError(f"工单 {order.order_id} 已入库：须在事务中派单")
-                row = s.get(WorkOrder, order.order_id, with_for_update=True)
-                if row is None:
-                    raise _Gone(order.order_id)
-                lc = self._aggregate(s, row)
-                applied = []
-            lc.appeal_type = lc.appeal_type or decision.appeal_type
-            try:
-                applied += lc.apply(event, calendar=self.calendar, policy=self.policy)
-                results.append(ApplyResult(applied=applied))
-            except TransitionRejected as exc:
-                events.append(_event_values(event, exc, now))
-                results.append(ApplyResult(rejected=exc))
-            events.extend(_event_values(e, None, now) for e in applied)
-            values = {**_snapshot(lc, now), "model_version": decision.model_version,
-                      "confidence": decision.confidence}
-            if is_new:
-                digest = digests.get(order.order_id) if digests else None
-                new_orders.append(_order_values(order, values, digest, now))
-            elif s is not None:
-                s.exec(update(WorkOrder).where(col(WorkOrder.id) == order.order_id)
-                       .values(**values))
-        decisions = [_decision_values(d, now) for _, _, d, _ in items]
-        return results, [(_INSERT_ORDERS, new_orders), (_INSERT_EVENTS, events),
-                         (_INSERT_DECISIONS, decisions)]
 
     def decisions(self, order_id: str) -> list[DispatchDecisionRow]:
         with Session(self.engine) as s:

@@ -111,3 +111,28 @@ def test_a_connection_killed_just_after_use_fails_once_then_works(pg_schema_url:
         assert store.add_order(order()) == "new"
     finally:
         store.close()
+
+
+def test_a_batch_written_on_a_dead_connection_fails_as_a_disconnect_then_works(
+    pg_schema_url: str,
+) -> None:
+    """The batch write (bulk rows on the driver's cursor) reports a lost server as SQLAlchemy's
+    disconnect, as every other statement does: a worker retries it (`is_transient`) instead of
+    dead-lettering the orders as poison, and the retry gets a new connection."""
+    from sqlalchemy.exc import OperationalError
+
+    from streams.faults import is_transient
+    from tests.unit.test_store import TOWN, decision
+
+    store = Store.from_url(pg_schema_url)
+    items = [(order(), True, decision(), ev("OrderDispatched", unit=TOWN))]
+    try:
+        assert _kill_pool_connection(store, pg_schema_url)
+        with pytest.raises(OperationalError) as failed:
+            store.dispatch_batch(items)
+        assert is_transient(failed.value)
+        [result] = store.dispatch_batch(items) or []
+        assert [e.kind for e in result.applied] == ["OrderReceived", "OrderDispatched"]
+        assert store.get_order("GD1").state == State.DISPATCHED.value  # type: ignore[union-attr]
+    finally:
+        store.close()
