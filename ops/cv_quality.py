@@ -96,6 +96,13 @@ from τ 0.2; ranking by a logistic model of correctness over the top probability
 to the second, neighbour and head agreement and the unit's training count gave lower
 coverage@0.95 (0.444 against 0.476 from the top probability).
 
+Also tried on shuffles 0-1 (stop 14) and not kept: the function and territory heads each
+blended with a multinomial logistic regression over the same features (LogisticRegression C 10,
+weight 0.3 / 0.5; C 30 at 0.5), against ``current``'s 0.713 / 0.717 accuracy and 0.490 / 0.536
+coverage@0.95: 0.715 / 0.721 and 0.495 / 0.528 (0.3), 0.718 / 0.718 and 0.483 / 0.506 (0.5),
+0.718 and 0.496 (C 30, shuffle 0): a few orders either way, and the logistic heads double the
+training time.
+
 Coverage at 95% precision moves by up to 0.05 between shuffles of the same model (0.483 to
 0.536 for ``current``). The nearest other order has the same unit for 89-91% of the orders
 whose nearest order is near-identical (cosine ≥ 0.8: 248 orders, 88.7%; ≥ 0.95: 145, 91.0%).
