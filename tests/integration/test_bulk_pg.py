@@ -22,6 +22,7 @@ from sqlmodel import AutoString
 from models.bulk import BulkInsert
 from models.store import _engine_for
 from ops.pg_schema import scratch_schema
+from tests.integration.test_store_pg import terminate_backend
 
 pytestmark = pytest.mark.integration
 
@@ -109,17 +110,11 @@ def test_a_lost_server_is_a_disconnect_and_the_connection_is_replaced(
     from streams.faults import is_transient
 
     main, _ = _tables()
-    admin = _engine_for(pg_url)
-    try:
-        with engine.connect() as conn:
-            pid = conn.execute(select(func.pg_backend_pid())).scalar_one()
-            with admin.connect() as other:
-                assert other.execute(select(func.pg_terminate_backend(pid))).scalar_one()
-            with pytest.raises(OperationalError) as lost:
-                BulkInsert(main)(conn, [_row("a")])
-        assert lost.value.connection_invalidated and is_transient(lost.value)
-    finally:
-        admin.dispose()
+    with engine.connect() as conn:
+        assert terminate_backend(pg_url, conn.execute(select(func.pg_backend_pid())).scalar_one())
+        with pytest.raises(OperationalError) as lost:
+            BulkInsert(main)(conn, [_row("a")])
+    assert lost.value.connection_invalidated and is_transient(lost.value)
     with engine.begin() as conn:
         BulkInsert(main)(conn, [_row("a")])
     with engine.connect() as conn:

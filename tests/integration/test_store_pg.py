@@ -64,21 +64,29 @@ class TestStorePostgres(StoreContract):
         assert len(store.history("GD1")) == 2 + len(events)
 
 
-def _kill_pool_connection(store: Store, url: str) -> bool:
-    """Leave ``store``'s pool with one connection and terminate its server process from
-    another connection (the pool does not know yet). True when PostgreSQL terminated it."""
+def terminate_backend(url: str, pid: int) -> bool:
+    """Terminate the server process ``pid`` from another connection to ``url`` (the holder of
+    its connection does not know yet). True when PostgreSQL terminated it."""
     from sqlalchemy import create_engine, text
+
+    admin = create_engine(url)
+    try:
+        with admin.connect() as other:
+            return bool(other.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                      {"pid": pid}).scalar_one())
+    finally:
+        admin.dispose()
+
+
+def _kill_pool_connection(store: Store, url: str) -> bool:
+    """Leave ``store``'s pool with one connection and terminate its server process (the pool
+    does not know yet). True when PostgreSQL terminated it."""
+    from sqlalchemy import text
 
     store.engine.dispose()  # the next checkout opens the pool's only connection
     with store.engine.connect() as conn:  # checked in again after
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    admin = create_engine(url)
-    try:
-        with admin.connect() as conn:
-            return bool(conn.execute(text("SELECT pg_terminate_backend(:pid)"),
-                                     {"pid": pid}).scalar_one())
-    finally:
-        admin.dispose()
+    return terminate_backend(url, pid)
 
 
 def test_a_connection_killed_while_idle_in_the_pool_is_replaced(
@@ -116,9 +124,10 @@ def test_a_connection_killed_just_after_use_fails_once_then_works(pg_schema_url:
 def test_a_batch_written_on_a_dead_connection_fails_as_a_disconnect_then_works(
     pg_schema_url: str,
 ) -> None:
-    """The batch write (bulk rows on the driver's cursor) reports a lost server as SQLAlchemy's
-    disconnect, as every other statement does: a worker retries it (`is_transient`) instead of
-    dead-lettering the orders as poison, and the retry gets a new connection."""
+    """A batch written on a pooled connection whose server process died fails as SQLAlchemy's
+    disconnect: a worker retries it (`is_transient`) instead of dead-lettering the orders as
+    poison, and the retry gets a new connection. (The bulk rows' own error path is shown in
+    `test_bulk_pg.py`: here the session notices the dead connection first.)"""
     from sqlalchemy.exc import OperationalError
 
     from streams.faults import is_transient
