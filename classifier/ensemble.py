@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import normalize
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from classifier.catalogue import infer_territories, parse_unit
 from classifier.heads import CalibratedSVC
@@ -90,6 +91,8 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
         if self.catalogue_cols is None:
             return X
         start, stop = self.catalogue_cols
+        if stop == X.shape[1]:  # the mention block is last (as built): a slice, no index list
+            return X[:, :start]
         keep = np.r_[0:start, stop : X.shape[1]]
         return X[:, keep]
 
@@ -160,13 +163,28 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
 
     def _knn(self, main: sp.csr_matrix) -> np.ndarray:
         n, n_units = main.shape[0], len(self.classes_)
-        sims = (normalize(main).astype(np.float32) @ self.knn_X_.T).toarray()
+        unit_rows = sp.csr_matrix(main, dtype=np.float32, copy=True)
+        inplace_csr_row_normalize_l2(unit_rows)  # `normalize`'s arithmetic, without its checks
+        sims = (unit_rows @ self._knn_columns()).toarray()
         k = min(self.knn_k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.take_along_axis(sims, top, axis=1).clip(min=0) ** self.knn_power
         out = np.zeros((n, n_units))
         np.add.at(out, (np.repeat(np.arange(n), k), self.knn_y_[top].ravel()), w.ravel())
         return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_knn_T", None)  # derived; not saved with the model
+        return state
+
+    def _knn_columns(self) -> sp.csr_matrix:
+        """The past orders as columns (features × orders, csr), made once per process: a
+        product with ``knn_X_.T`` would convert it on every call."""
+        cols = getattr(self, "_knn_T", None)
+        if cols is None:
+            cols = self._knn_T = sp.csr_matrix(self.knn_X_.T)
+        return cols
 
     def linear_weights(self, n_features: int) -> np.ndarray:
         """Per-unit weights placed back at the full feature columns: the direct head's when

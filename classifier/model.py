@@ -34,6 +34,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 
 from classifier import features as feat
+from classifier.compiled import CompiledFeatures
 from classifier.datasets import LabeledText
 from classifier.heads import CalibratedSVC, linear_weights
 from classifier.thresholds import choose_thresholds, coverage_threshold
@@ -118,8 +119,10 @@ class UnitModel:
     word_slice: slice
     _labels: np.ndarray = field(init=False, repr=False)
     _thresholds: np.ndarray = field(init=False, repr=False)
+    _compiled: CompiledFeatures | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._compiled = CompiledFeatures.compile(self.features)
         self._labels = np.asarray(self.unit_head.classes_)
         t = self.metadata.get("thresholds", {})
         default = float(self.metadata.get("default_threshold", 1.01))
@@ -164,20 +167,26 @@ class UnitModel:
 
     def proba_records(self, records: Sequence[LabeledText]) -> np.ndarray:
         """Unit probabilities (n × len(labels)) for labelled records."""
-        X = self.features.transform(feat.inputs_from_records(records))
-        return self.unit_head.predict_proba(X)
+        return self.unit_head.predict_proba(self.transform(feat.inputs_from_records(records)))
 
     def appeal_records(self, records: Sequence[LabeledText]) -> tuple[list[str], np.ndarray]:
         """(appeal labels, probabilities) for labelled records; empty when there is no head."""
         if self.appeal_head is None:
             return [], np.zeros((len(records), 0))
-        X = self.features.transform(feat.inputs_from_records(records))
+        X = self.transform(feat.inputs_from_records(records))
         return [str(c) for c in self.appeal_head.classes_], self.appeal_head.predict_proba(X)
+
+    def transform(self, inputs: np.ndarray) -> sp.csr_matrix:
+        """The feature matrix of model inputs (`classifier.features`): the compiled transform
+        when the features allow it, else scikit-learn's (the same values)."""
+        if self._compiled is not None:
+            return self._compiled.transform(inputs)
+        return sp.csr_matrix(self.features.transform(inputs))
 
     def _predict_inputs(self, inputs: np.ndarray, k: int) -> list[Prediction]:
         if len(inputs) == 0:
             return []
-        X = sp.csr_matrix(self.features.transform(inputs))
+        X = self.transform(inputs)
         proba = self.unit_head.predict_proba(X)
         k = max(1, min(k, proba.shape[1]))
         top_idx = np.argsort(-proba, axis=1, kind="stable")[:, :k]
