@@ -163,9 +163,13 @@ class UnitEnsemble(ClassifierMixin, BaseEstimator):
 
     def _knn(self, main: sp.csr_matrix) -> np.ndarray:
         n, n_units = main.shape[0], len(self.classes_)
-        unit_rows = sp.csr_matrix(main, dtype=np.float32, copy=True)
-        inplace_csr_row_normalize_l2(unit_rows)  # `normalize`'s arithmetic, without its checks
-        sims = (unit_rows @ self._knn_columns()).toarray()
+        # `normalize(main).astype(np.float32)`'s arithmetic without its checks: unit rows in
+        # the input's float type, then float32
+        unit_rows = sp.csr_matrix(main, copy=True)
+        if unit_rows.dtype not in (np.float32, np.float64):
+            unit_rows = unit_rows.astype(np.float64)
+        inplace_csr_row_normalize_l2(unit_rows)
+        sims = (unit_rows.astype(np.float32, copy=False) @ self._knn_columns()).toarray()
         k = min(self.knn_k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.take_along_axis(sims, top, axis=1).clip(min=0) ** self.knn_power

@@ -117,16 +117,11 @@ def test_unit_head_neighbours_equal_the_reference(
     head = UnitEnsemble(catalogue_cols=(cat.start, cat.stop), knn_cols=(0, 300))
     head.fit(X, [r.unit for r in corpus])
     held = sp.csr_matrix(fitted.transform(inputs_from_records(corpus[:50] + ODD)))
-    got = head._knn(head._knn_view(held))
-    # the reference: scikit-learn's normalize and the stored past orders, transposed per call
-    sims = (normalize(head._knn_view(held)).astype(np.float32) @ head.knn_X_.T).toarray()
-    k = head.knn_k
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    w = np.take_along_axis(sims, top, axis=1).clip(min=0) ** head.knn_power
-    ref = np.zeros_like(got)
-    np.add.at(ref, (np.repeat(np.arange(len(ref)), k), head.knn_y_[top].ravel()), w.ravel())
-    ref /= np.maximum(ref.sum(axis=1, keepdims=True), 1e-12)
-    np.testing.assert_array_equal(got, ref)
+    for rows in (held, held.astype(np.float64)):  # the model's float32, and a float64 input
+        view = head._knn_view(rows)
+        before = view.copy()
+        np.testing.assert_array_equal(head._knn(view), _reference_knn(head, view))
+        _same(before, view)  # the caller's matrix is left as it was
     # the main view is the columns outside the mention block, as an index list gives them
     keep = np.r_[0 : cat.start, cat.stop : held.shape[1]]
     _same(held[:, keep], head._main(held))
@@ -135,3 +130,15 @@ def test_unit_head_neighbours_equal_the_reference(
     restored = pickle.loads(pickle.dumps(head))
     assert not hasattr(restored, "_knn_T")
     np.testing.assert_array_equal(restored.predict_proba(held), head.predict_proba(held))
+
+
+def _reference_knn(head: UnitEnsemble, view: sp.csr_matrix) -> np.ndarray:
+    """The neighbour view as written before: scikit-learn's normalize, the stored past orders
+    transposed on every call."""
+    sims = (normalize(view).astype(np.float32) @ head.knn_X_.T).toarray()
+    k = head.knn_k
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    w = np.take_along_axis(sims, top, axis=1).clip(min=0) ** head.knn_power
+    ref = np.zeros((view.shape[0], len(head.classes_)))
+    np.add.at(ref, (np.repeat(np.arange(len(ref)), k), head.knn_y_[top].ravel()), w.ravel())
+    return ref / np.maximum(ref.sum(axis=1, keepdims=True), 1e-12)
