@@ -144,6 +144,8 @@ class CompiledFeatures:
             X = sp.csr_matrix(b.transform(inputs[:, b.columns]))
             if X.shape != (n, b.width):
                 raise ValueError(f"特征块输出形状 {X.shape} 与训练时 ({n}, {b.width}) 不符")
+            if not X.has_sorted_indices:  # `_side_by_side` keeps each row's order
+                X.sort_indices()
             if b.weight != 1.0:
                 X = X * b.weight
             parts.append(X)

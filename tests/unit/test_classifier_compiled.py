@@ -13,7 +13,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from classifier.bundled import corpus_files, load_corpus
-from classifier.compiled import CompiledFeatures
+from classifier.compiled import CompiledFeatures, _Block
 from classifier.datasets import LabeledText
 from classifier.ensemble import UnitEnsemble
 from classifier.features import (
@@ -142,3 +142,16 @@ def _reference_knn(head: UnitEnsemble, view: sp.csr_matrix) -> np.ndarray:
     ref = np.zeros((view.shape[0], len(head.classes_)))
     np.add.at(ref, (np.repeat(np.arange(len(ref)), k), head.knn_y_[top].ravel()), w.ravel())
     return ref / np.maximum(ref.sum(axis=1, keepdims=True), 1e-12)
+
+
+def test_blocks_with_unsorted_rows_are_placed_in_column_order() -> None:
+    class Unsorted:
+        def transform(self, docs: np.ndarray) -> sp.csr_matrix:  # row 0: columns 2, 0
+            return sp.csr_matrix((np.array([3.0, 1.0], dtype=np.float32), np.array([2, 0]),
+                                  np.array([0, 2, 2])), shape=(len(docs), 3))
+
+    first = _Block(TEXT, 0, 3, 1.0, Unsorted().transform)
+    second = _Block(TEXT, 3, 3, 2.0, Unsorted().transform)
+    out = CompiledFeatures([first, second], 6).transform(inputs_from_texts(["甲", "乙"]))
+    assert out.has_canonical_format
+    np.testing.assert_array_equal(out.toarray(), [[1, 0, 3, 2, 0, 6], [0] * 6])
