@@ -180,7 +180,7 @@ def _start_classifier_process(app: Any, settings: Settings, *, wanted: bool) -> 
 
     router = app.hotline.router
     if wanted and settings.classify_process and classify_ahead.available():
-        helper = classify_ahead.ClassifierProcess(router.classifier)
+        helper = classify_ahead.ClassifierProcess(router.helper_classifier)
         router.classifier_process = helper
         atexit.register(helper.close)  # the app logs it once faust has set up logging
 

@@ -103,6 +103,10 @@ class Prediction:
     terms: tuple[tuple[str, float], ...] = ()
     #: terms that pushed toward the runner-up instead
     against: tuple[tuple[str, float], ...] = ()
+    #: the routing rules' findings in the order's text (`routing_rules.engine.TextFacts`),
+    #: when a helper process classified it and ran those scans beside (None otherwise: the
+    #: engine then finds them itself). Not part of what the model proposes
+    rule_facts: Any = field(default=None, compare=False, repr=False)
 
     @property
     def top(self) -> Candidate:

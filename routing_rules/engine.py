@@ -36,8 +36,10 @@ built-in ones; `reasons` explains every step in Chinese.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from models.records import Candidate, Decision, OrderIn, Prediction, RoutingContext
 from routing_rules.areas import resolve_area
@@ -59,6 +61,23 @@ TRIGGER_RULES: dict[str, str] = {
 }
 
 
+class TextFacts(NamedTuple):
+    """What the rules find in an order itself (文本事实): its 街镇, the keyword and enterprise
+    rules it matches, its local matter and line / legacy keywords, apart from its prediction
+    and history. Found by `RoutingEngine.text_facts`, possibly in another process (the
+    classifier's helper, `streams.classify_ahead`, forked with this engine): `config_token`
+    names the engine, and another engine finds them again rather than trust them. Rules are
+    positions in the config's tuples, so the value stays small to send back."""
+
+    config_token: str
+    territorial: str | None
+    keyword_hits: tuple[int, ...]  # positions in cfg.keyword_rules
+    enterprise_hits: tuple[int, ...]  # positions in cfg.enterprise_rules
+    local_hit: int | None  # position in cfg.local_matters
+    line_keyword: str | None
+    legacy_keyword: str | None
+
+
 @dataclass
 class _Facts:
     """What the engine found out about one order before deciding."""
@@ -66,7 +85,6 @@ class _Facts:
     order: OrderIn
     prediction: Prediction
     ctx: RoutingContext
-    text: str
     returned: frozenset[str]
     candidates: tuple[Candidate, ...]  # known units, best first, returned ones removed
     territorial: str | None
@@ -89,6 +107,8 @@ class RoutingEngine:
 
     def __init__(self, cfg: RoutingConfig) -> None:
         self.cfg = cfg
+        #: names this engine (and a forked copy of it) in the `TextFacts` it finds
+        self.token = uuid.uuid4().hex
 
     # ---- public API -------------------------------------------------------------------------
     def decide(
@@ -117,26 +137,44 @@ class RoutingEngine:
         return any(r in self.cfg.urgent_rule_ids for r in decision.rules)
 
     # ---- facts ------------------------------------------------------------------------------
+    def text_facts(self, order: OrderIn) -> TextFacts:
+        """The rules' findings in ``order`` itself (its text and fields): the scans that make
+        up most of `decide`'s work, which a helper process can do beside classification."""
+        cfg, text = self.cfg, order.full_text
+        return TextFacts(
+            config_token=self.token,
+            territorial=resolve_area(order.address, order.area, text, cfg),
+            keyword_hits=tuple(
+                i for i, r in enumerate(cfg.keyword_rules) if _keyword_fires(r, order, text)
+            ),
+            enterprise_hits=tuple(
+                i for i, r in enumerate(cfg.enterprise_rules) if _enterprise_fires(r, order)
+            ),
+            local_hit=next(
+                (i for i, m in enumerate(cfg.local_matters) if _first_in(m.keywords, text)), None
+            ),
+            line_keyword=_first_in(cfg.line_keywords, text),
+            legacy_keyword=_first_in(cfg.legacy_keywords, text),
+        )
+
     def _facts(self, order: OrderIn, prediction: Prediction, ctx: RoutingContext) -> _Facts:
-        text = order.full_text
+        found = prediction.rule_facts  # found beside the classification, by this engine?
+        if not isinstance(found, TextFacts) or found.config_token != self.token:
+            found = self.text_facts(order)
+        cfg = self.cfg
         returned = frozenset(self._name(u) or u for u in ctx.returned_by)
         return _Facts(
             order=order,
             prediction=prediction,
             ctx=ctx,
-            text=text,
             returned=returned,
             candidates=self._candidates(prediction, returned),
-            territorial=resolve_area(order.address, order.area, text, self.cfg),
-            keyword_hits=tuple(r for r in self.cfg.keyword_rules if _keyword_fires(r, order, text)),
-            enterprise_hits=tuple(
-                r for r in self.cfg.enterprise_rules if _enterprise_fires(r, order)
-            ),
-            local_hit=next(
-                (m for m in self.cfg.local_matters if _first_in(m.keywords, text)), None
-            ),
-            line_keyword=_first_in(self.cfg.line_keywords, text),
-            legacy_keyword=_first_in(self.cfg.legacy_keywords, text),
+            territorial=found.territorial,
+            keyword_hits=tuple(cfg.keyword_rules[i] for i in found.keyword_hits),
+            enterprise_hits=tuple(cfg.enterprise_rules[i] for i in found.enterprise_hits),
+            local_hit=None if found.local_hit is None else cfg.local_matters[found.local_hit],
+            line_keyword=found.line_keyword,
+            legacy_keyword=found.legacy_keyword,
         )
 
     def _name(self, unit: str) -> str | None:

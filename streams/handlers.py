@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -38,6 +38,31 @@ class Classifier(Protocol):
     version: str
 
     def predict(self, orders: Sequence[OrderIn], k: int = 3) -> list[Prediction]: ...
+
+
+class WithRuleFacts:
+    """``classifier``, with each prediction carrying ``engine``'s `TextFacts` of its order
+    (`Prediction.rule_facts`). This is what a Kafka worker's classifier process runs
+    (`Router.helper_classifier`, streams.classify_ahead.ClassifierProcess): the rules' text
+    scans, about three quarters of `RoutingEngine.decide`'s work, then run there beside the
+    classification, and the router thread, which shares the worker's GIL with the event loop,
+    only applies the rules. The helper is forked with the engine, so the facts carry its
+    token; any other engine finds them again itself."""
+
+    def __init__(self, classifier: Classifier, engine: RoutingEngine) -> None:
+        self.classifier = classifier
+        self.engine = engine
+
+    @property
+    def version(self) -> str:
+        return self.classifier.version
+
+    def predict(self, orders: Sequence[OrderIn], k: int = 3) -> list[Prediction]:
+        facts = self.engine.text_facts
+        return [
+            replace(p, rule_facts=facts(o))
+            for o, p in zip(orders, self.classifier.predict(orders, k=k), strict=True)
+        ]
 
 
 class Ahead(Protocol):
@@ -215,6 +240,14 @@ class Router:
         #: a Kafka worker's `streams.classify_ahead.ClassifierProcess`, when it runs one:
         #: `route_orders` then classifies each batch there while it admits the batch here
         self.classifier_process: ClassifierHelper | None = None
+
+    @property
+    def helper_classifier(self) -> WithRuleFacts:
+        """What a Kafka worker's classifier process runs for this router: the classifier,
+        and the rules' text scans beside it (`WithRuleFacts`). The embedded runner's helper
+        (`ClassifyAhead`) runs the classifier alone: there the helper and this process take
+        about as long per batch, and the scans would only move the wait to this side."""
+        return WithRuleFacts(self.classifier, self.engine)
 
     # ---- intake -------------------------------------------------------------------------
     def receive(self, raw: bytes | str | Mapping[str, Any], *, source: str = "intake") -> Outcome:
