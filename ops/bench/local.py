@@ -37,7 +37,8 @@ def load_model_timed(settings: Settings) -> LoadedModel:
 
 
 def orders_of(messages: Sequence[dict[str, Any]]) -> list[OrderIn]:
-    return [normalize(m, max_text_chars=Settings().max_text_chars) for m in messages]
+    limit = Settings().max_text_chars  # read once: settings parse the environment each time
+    return [normalize(m, max_text_chars=limit) for m in messages]
 
 
 def classifier_rate(model: Any, orders: Sequence[OrderIn]) -> float:
