@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -26,7 +27,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[i
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from hotline.settings import Settings
 from models.lifecycle import LifecycleEvent
+from streams.kafka_io import ingest
 from streams.sample_day import corpus_records
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +112,59 @@ def send_raw(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, 
             f.get(timeout=30)
     finally:
         producer.close(timeout=10)
+
+
+class PacedIngest:
+    """Orders onto `workorders.received` through the product's own `ingest`, at most `rate` a
+    second from a background thread, so that a worker stopped during the stream is stopped with
+    orders still arriving, whatever its speed. After `hold_after` orders the thread waits for
+    `release()` (the test's fault is in place) before sending the rest at the same pace, so the
+    stream cannot end before the fault, however fast the worker."""
+
+    def __init__(self, p: Pipeline, orders: Sequence[dict[str, Any]], *, rate: float,
+                 hold_after: int) -> None:
+        self.settings = Settings(kafka_bootstrap=p.bootstrap, database_url=p.database_url,
+                                 topic_prefix=p.prefix, partitions=PARTITIONS)
+        self.orders, self.rate, self.hold_after = list(orders), rate, hold_after
+        self.produced = 0  # handed to the producer so far
+        self.sent: int | None = None  # acknowledged by the broker, once done
+        self.error: BaseException | None = None
+        self._released = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="paced-ingest", daemon=True)
+
+    def start(self) -> PacedIngest:
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _paced(self) -> Iterator[dict[str, Any]]:
+        began = time.monotonic()
+        for i, order in enumerate(self.orders):
+            if i == self.hold_after:
+                self._released.wait(timeout=120)
+                began = time.monotonic() - i / self.rate
+            delay = began + i / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.produced = i + 1
+            yield order
+
+    def _run(self) -> None:
+        try:
+            self.sent = ingest(self.settings, self._paced())
+        except BaseException as e:  # noqa: BLE001 (reported by wait())
+            self.error = e
+
+    def wait(self, timeout: float = 120) -> int:
+        """Release the rest if still held; return how many the broker acknowledged."""
+        self.release()
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise AssertionError(f"paced ingest failed: {self.error!r}") from self.error
+        assert self.sent is not None, f"paced ingest still running after {timeout:.0f} s"
+        return self.sent
 
 
 # ---- processes ---------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from tests.integration.conftest import make_topic_prefix
 from tests.integration.pipeline_helpers import (
     START_DAY,
     Db,
+    PARTITIONS,
+    PacedIngest,
     Pipeline,
     create_schema,
     drop_schema,
@@ -405,21 +407,27 @@ def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
 ) -> None:
     p = own_pipeline
     prefix = "JSD"
+    received = p.topic("workorders.received")
     first = p.start_worker("d-1")
-    p.cli("ingest", str(write_jsonl(tmp_path / "orders.jsonl", make_orders(ORDERS, prefix=prefix))),
-          timeout=120)
+    wait_until(lambda: len(first.assigned(received)) == PARTITIONS, timeout=START_TIMEOUT,
+               what="the first worker holding every partition")
+    # the orders arrive at a fraction of a worker's speed and the last 400 only after the kill:
+    # the worker dies with orders in flight, and cannot have finished them all
+    stream = PacedIngest(p, make_orders(ORDERS, prefix=prefix), rate=250, hold_after=600).start()
     db = db_for(p)
     try:
-        wait_until(lambda: db.routed(prefix) >= 150, timeout=START_TIMEOUT + 60,
+        wait_until(lambda: db.routed(prefix) >= 200, timeout=START_TIMEOUT, interval=0.05,
                    what="the first worker under way")
         first.kill()
         at_kill = db.routed(prefix)
-        assert at_kill < ORDERS, "the worker finished before it could be killed"
+        assert at_kill <= 600 < ORDERS, at_kill
+        assert stream.wait() == ORDERS
         p.start_worker("d-2")
         wait_routed(p, db, prefix, ORDERS)
         assert_each_routed_once(db, prefix, ORDERS)
         assert_feeds_match(p, db, rules, prefix, exactly_once=False)
     finally:
+        stream.release()
         db.close()
 
 
