@@ -94,9 +94,11 @@ def chart_rates(rates: Sequence[UnitRates]) -> bytes:
     fig, ax = _figure()
     labels = _labels([r.unit[:14] for r in top], cjk_font())
     y = range(len(top))
+    chinese = cjk_font() is not None
     series: list[tuple[str, Callable[[UnitRates], float | None]]] = [
-        ("办结率", lambda r: r.close_rate), ("按时办结率", lambda r: r.on_time_rate),
-        ("满意率", lambda r: r.satisfaction_rate),
+        ("办结率" if chinese else "closed", lambda r: r.close_rate),
+        ("按时办结率" if chinese else "on time", lambda r: r.on_time_rate),
+        ("满意率" if chinese else "satisfied", lambda r: r.satisfaction_rate),
     ]
     height = 0.26
     for k, (name, get) in enumerate(series):

@@ -94,3 +94,24 @@ def test_bulletin_html_has_charts_and_no_phone_or_id(bulletin: Bulletin, tmp_pat
     written = write_bulletin(bulletin, tmp_path / "kb.md")
     assert written[0].read_text(encoding="utf-8").count("](kb-") >= 4
     assert all(p.stat().st_size > 1000 for p in written[1:])
+
+
+def test_charts_without_a_chinese_font_draw_no_missing_glyphs(
+    bulletin: Bulletin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a machine with no CJK font the charts number their labels and write their legends in
+    English rather than drawing boxes for Chinese characters (matplotlib warns of each)."""
+    import warnings
+
+    import matplotlib
+
+    from bulletin import render
+
+    monkeypatch.setattr(render, "cjk_font", lambda: None)
+    with matplotlib.rc_context({"font.family": ["sans-serif"], "font.sans-serif": ["DejaVu Sans"]}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            drawn = render.charts(bulletin)
+    assert len(drawn) >= 4 and all(png.startswith(b"\x89PNG") for png in drawn.values())
+    missing = sorted({str(w.message) for w in caught if "missing from font" in str(w.message)})
+    assert not missing, missing
