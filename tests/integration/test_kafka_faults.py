@@ -32,6 +32,7 @@ from tests.integration.conftest import make_topic_prefix, probe_database
 from tests.integration.pipeline_helpers import (
     PROJECT_ROOT,
     Db,
+    PacedIngest,
     Pipeline,
     create_schema,
     drop_schema,
@@ -51,10 +52,9 @@ from tests.integration.test_kafka_pipeline import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BACKLOG = 3000  # the backlog of the broker restart and of the PostgreSQL outage ...
-FIRST = 200  # ... of which this much arrives first, the rest just before the fault
-#: the broker restart's backlog: a broker takes seconds to stop, during which a worker (about
-#: 900 orders/s here since it classifies in its helper process) routed all of 3,000 once
-BROKER_BACKLOG = 12_000
+FIRST = 200  # ... of which this much arrives first, the rest paced around the fault:
+REST_RATE = 400  # orders/s, a fraction of a worker's speed (about 1,300/s on this machine)
+REST_BEFORE_FAULT = 400  # then held until the fault is in place
 OUTAGE_S = 30
 KAFKA_SH = PROJECT_ROOT / "ops" / "kafka" / "kafka.sh"
 PG_SH = PROJECT_ROOT / "ops" / "postgres" / "pg.sh"
@@ -126,11 +126,12 @@ def ingest(p: Pipeline, tmp_path: Path, prefix: str, n: int) -> None:
     p.cli("ingest", str(path), timeout=120)
 
 
-def ingest_rest(p: Pipeline, tmp_path: Path, prefix: str, backlog: int = BACKLOG) -> None:
-    """Orders FIRST..backlog of `prefix`, sent just before a fault, so that the worker is
-    mid-stream when it strikes however fast it is (`ingest(..., FIRST)` sent the first ones)."""
-    rest = make_orders(backlog, prefix=prefix)[FIRST:]
-    p.cli("ingest", str(write_jsonl(tmp_path / f"{prefix}-rest.jsonl", rest)), timeout=120)
+def paced_rest(p: Pipeline, prefix: str) -> PacedIngest:
+    """Orders FIRST..BACKLOG of `prefix` (`ingest(..., FIRST)` sent the first ones), arriving at
+    REST_RATE a second while the fault is prepared; after REST_BEFORE_FAULT of them the rest
+    waits for `release()`, so the worker cannot finish before the fault however fast it is."""
+    rest = make_orders(BACKLOG, prefix=prefix)[FIRST:]
+    return PacedIngest(p, rest, rate=REST_RATE, hold_after=REST_BEFORE_FAULT).start()
 
 
 def check_consistent(db: Db, prefix: str, n: int) -> None:
@@ -271,15 +272,18 @@ def test_postgresql_stopped_for_30_seconds_mid_stream(
         db = Db(url)
         try:
             wait_until(lambda: db.routed(prefix) >= 50, timeout=90, what="the worker under way")
-            ingest_rest(p, tmp_path, prefix)
+            rest = paced_rest(p, prefix)
+            wait_until(lambda: db.routed(prefix) >= FIRST + 50, timeout=60, interval=0.05,
+                       what="the paced orders under way")
             run_script(PG_SH, "stop", private_pg)
             stopped = time.monotonic()
+            rest.release()  # the rest arrives while the database is away
             while time.monotonic() - stopped < OUTAGE_S:
                 assert w.alive(), f"the worker died while the database was away:\n{w.tail()}"
                 time.sleep(1)
+            assert rest.wait() == BACKLOG - FIRST
             run_script(PG_SH, "start", private_pg)
             assert probe_database(url) is None
-            assert db.routed(prefix) < BACKLOG, "finished before the outage"
             wait_routed(p, db, prefix, BACKLOG, timeout=240)
             check_consistent(db, prefix, BACKLOG)
             assert w.alive()
@@ -303,14 +307,18 @@ def test_broker_restarted_mid_stream(
             db = Db(schema.url)
             try:
                 wait_until(lambda: db.routed(prefix) >= 50, timeout=90, what="the worker under way")
-                ingest_rest(p, tmp_path, prefix, BROKER_BACKLOG)
+                rest = paced_rest(p, prefix)
+                wait_until(lambda: db.routed(prefix) >= FIRST + 50, timeout=60, interval=0.05,
+                           what="the paced orders under way")
                 run_script(KAFKA_SH, "stop", private_kafka)
-                assert db.routed(prefix) < BROKER_BACKLOG, "finished before the broker stopped"
+                assert db.routed(prefix) <= FIRST + REST_BEFORE_FAULT < BACKLOG
                 time.sleep(5)
                 run_script(KAFKA_SH, "start", private_kafka)
                 run_script(KAFKA_SH, "wait", private_kafka)
-                wait_routed(p, db, prefix, BROKER_BACKLOG, timeout=240)
-                check_consistent(db, prefix, BROKER_BACKLOG)
+                rest.release()  # the rest arrives once the broker is back
+                assert rest.wait() == BACKLOG - FIRST
+                wait_routed(p, db, prefix, BACKLOG, timeout=240)
+                check_consistent(db, prefix, BACKLOG)
                 assert w.alive(), w.tail()
             finally:
                 db.close()

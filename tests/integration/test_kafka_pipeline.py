@@ -31,9 +31,9 @@ from streams.kafka_io import send_events
 from streams.partitioning import enterprise_key, has_enterprise
 from tests.integration.conftest import make_topic_prefix
 from tests.integration.pipeline_helpers import (
+    PARTITIONS,
     START_DAY,
     Db,
-    PARTITIONS,
     PacedIngest,
     Pipeline,
     create_schema,
