@@ -403,7 +403,7 @@ def test_c_malformed_messages_go_to_the_dlq_with_the_reason(
 
 # ---- (d) ----------------------------------------------------------------------------------------
 def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
-    own_pipeline: Pipeline, rules: RoutingConfig, tmp_path: Path
+    own_pipeline: Pipeline, rules: RoutingConfig
 ) -> None:
     p = own_pipeline
     prefix = "JSD"
