@@ -36,6 +36,7 @@ from ops.bench.services import ROOT
 from ops.bench.stats import percentile, rss_mb, tree_pss_mb
 from streams.app import RECEIVED
 from streams.handlers import DISPATCHED
+from streams.lag import LAG_INTERVAL_S
 from streams.partitioning import intake_partition
 
 PARTITIONS = 4
@@ -331,6 +332,19 @@ def wait_done(w: Workers, run: str, n: int, timeout: float, on_tick: Any = None)
     return None
 
 
+def settled_lag(w: Workers, timeout: float = 2 * LAG_INTERVAL_S + 5) -> int | None:
+    """The workers' lag once every order is done: offsets are committed about every second,
+    but the gauge is refreshed only every LAG_INTERVAL_S, so a read right after the last order
+    shows the lag of up to that long ago. Polls until it reads 0 or ``timeout`` passes; the
+    last reading (not 0: committed offsets stuck behind the handled messages)."""
+    deadline = time.perf_counter() + timeout
+    lag = w.lag()
+    while lag != 0 and time.perf_counter() < deadline:
+        time.sleep(1.0)
+        lag = w.lag()
+    return lag
+
+
 def latencies(sent: dict[str, int], seen: dict[str, int]) -> list[float]:
     return [float(seen[k] - t) for k, t in sent.items() if k in seen]
 
@@ -392,7 +406,7 @@ def burst(w: Workers, prod: KafkaProducer, topic: str, watcher: DispatchWatcher,
     sent = send_paced(prod, topic, messages, rate)
     sent_end = time.perf_counter()
     done = wait_done(w, run, len(messages), catch_up_timeout)
-    time.sleep(3)  # one more lag refresh after the last commit
+    lag_after = settled_lag(w) if done is not None else w.lag()
     stop.set()
     sampler.join(timeout=10)
     stored = w.stored_count(run)
@@ -407,6 +421,6 @@ def burst(w: Workers, prod: KafkaProducer, topic: str, watcher: DispatchWatcher,
         rss_peak_mb=max((r for r in samples["rss"] if not math.isnan(r)), default=rss_before),
         rss_after_mb=w.rss_mb(),
         lost=len(messages) - stored,
-        lag_after=w.lag(),
+        lag_after=lag_after,
         p99_ms=percentile(latencies(sent, watcher.seen), 99),
     )
