@@ -308,8 +308,12 @@ def test_broker_restarted_mid_stream(
             try:
                 wait_until(lambda: db.routed(prefix) >= 50, timeout=90, what="the worker under way")
                 rest = paced_rest(p, prefix)
-                wait_until(lambda: db.routed(prefix) >= FIRST + 50, timeout=60, interval=0.05,
-                           what="the paced orders under way")
+                # the broker stops once the paced orders before the fault are handed to the
+                # producer (its sends would fail while the broker is away), while the worker
+                # still routes and commits them
+                wait_until(lambda: rest.produced >= REST_BEFORE_FAULT, timeout=60, interval=0.05,
+                           what="the paced orders before the fault sent")
+                time.sleep(0.1)  # the producer's linger
                 run_script(KAFKA_SH, "stop", private_kafka)
                 assert db.routed(prefix) <= FIRST + REST_BEFORE_FAULT < BACKLOG
                 time.sleep(5)
