@@ -411,16 +411,18 @@ def test_d_kill_minus_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     first = p.start_worker("d-1")
     wait_until(lambda: len(first.assigned(received)) == PARTITIONS, timeout=START_TIMEOUT,
                what="the first worker holding every partition")
-    # the orders arrive at a fraction of a worker's speed and the last 400 only after the kill:
+    # the orders arrive at a fraction of a worker's speed and the rest only after the kill:
     # the worker dies with orders in flight, and cannot have finished them all
-    stream = PacedIngest(p, make_orders(ORDERS, prefix=prefix), rate=250, hold_after=600).start()
+    before_kill = 600
+    stream = PacedIngest(p, make_orders(ORDERS, prefix=prefix), rate=250,
+                         hold_after=before_kill).start()
     db = db_for(p)
     try:
         wait_until(lambda: db.routed(prefix) >= 200, timeout=START_TIMEOUT, interval=0.05,
                    what="the first worker under way")
         first.kill()
         at_kill = db.routed(prefix)
-        assert at_kill <= 600 < ORDERS, at_kill
+        assert at_kill <= before_kill < ORDERS, at_kill
         assert stream.wait() == ORDERS
         p.start_worker("d-2")
         wait_routed(p, db, prefix, ORDERS)
