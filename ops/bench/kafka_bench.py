@@ -33,7 +33,14 @@ from sqlalchemy.engine import Engine
 
 from hotline.settings import Settings
 from ops.bench.services import ROOT
-from ops.bench.stats import percentile, rss_mb, tree_pss_mb
+from ops.bench.stats import (
+    children_cpu_seconds,
+    cpu_seconds,
+    machine_busy_seconds,
+    percentile,
+    rss_mb,
+    tree_pss_mb,
+)
 from streams.app import RECEIVED
 from streams.handlers import DISPATCHED
 from streams.lag import LAG_INTERVAL_S
@@ -165,6 +172,29 @@ class Worker:
         return int(total) if seen else None
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    workers: float
+    helpers: float
+    machine: float
+    at: float
+
+    def per_order(self, later: CpuSnapshot, orders: int) -> dict[str, float]:
+        """CPU milliseconds per order between this reading and ``later``: in the workers'
+        processes, in their classifier processes and everywhere else on the machine (the
+        broker, PostgreSQL, the bench's producer, other tenants of a shared host), and the
+        cores the machine kept busy on average meanwhile."""
+        workers = later.workers - self.workers
+        helpers = later.helpers - self.helpers
+        machine = later.machine - self.machine
+        return {
+            "kafka_cpu_worker_ms": workers * 1000 / orders,
+            "kafka_cpu_helper_ms": helpers * 1000 / orders,
+            "kafka_cpu_other_ms": max(machine - workers - helpers, 0.0) * 1000 / orders,
+            "kafka_busy_cores": machine / max(later.at - self.at, 1e-9),
+        }
+
+
 class Workers:
     """The bench's worker group (one consumer group sharing the partitions), seen as one: the
     database counts are the group's, the lag is summed over the workers' gauges (each reports
@@ -195,6 +225,16 @@ class Workers:
     def tree_pss_mb(self) -> float:
         """The largest worker with its classifier process (proportional set size)."""
         return max(tree_pss_mb(w.pid) for w in self.members)
+
+    def cpu(self) -> CpuSnapshot:
+        """CPU seconds used so far: by the workers' own processes, by their children (the
+        classifier processes), by the whole machine; and the time of reading."""
+        return CpuSnapshot(
+            workers=sum(cpu_seconds(w.pid) for w in self.members),
+            helpers=sum(children_cpu_seconds(w.pid) for w in self.members),
+            machine=machine_busy_seconds(),
+            at=time.perf_counter(),
+        )
 
     def check_running(self) -> None:
         for w in self.members:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,10 @@ def _pipeline(
             w.wait_sharing()
             kb.warm_up(w, prod, topic, messages(templates, WARM_UP_ORDERS, f"W{run_id}"),
                        f"W{run_id}")
+            before = w.cpu()
             rate, _ = kb.pipeline_rate(w, prod, topic, messages(templates, n, f"K{run_id}"),
                                        f"K{run_id}")
+            out.update(before.per_order(w.cpu(), n), kafka_cores=os.cpu_count() or 1)
             out["kafka_pipeline_rate"] = rate
             print(f"Kafka 流水线：{rate:.1f} 单/秒；测延迟（半速 {rate / 2:.1f} 单/秒）…", flush=True)
             paced = messages(templates, max(int(rate / 2 * LATENCY_SECONDS), 50), f"L{run_id}")

@@ -4,7 +4,7 @@ the Chinese text and the JSON line."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 #: Keys the JSON line always has (None when a phase was skipped).
 KEYS: tuple[str, ...] = (
@@ -13,6 +13,9 @@ KEYS: tuple[str, ...] = (
     "worker_rss_mb", "burst_peak_lag", "burst_catch_up_s", "burst_rss_before_mb",
     "burst_rss_after_mb", "burst_lost",
 )
+#: CPU milliseconds per order at full Kafka speed: the workers' processes, their classifier
+#: processes, the rest of the machine (broker, PostgreSQL, the bench's producer)
+CPU_KEYS = ("kafka_cpu_worker_ms", "kafka_cpu_helper_ms", "kafka_cpu_other_ms")
 KAFKA_GOAL = 0.50  # of the lower ceiling (transport or classification)
 EMBEDDED_GOAL = 0.60  # of the classifier alone
 P99_GOAL_MS = 500.0
@@ -39,6 +42,14 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
         out["kafka_ceiling_rate"] = ceiling
         out["kafka_vs_ceiling"] = kp / ceiling
         out["kafka_goal_met"] = kp / ceiling >= KAFKA_GOAL
+    per_order = [_num(r.get(k)) for k in CPU_KEYS]
+    cores = _num(r.get("kafka_cores"))
+    if cores and all(v is not None for v in per_order) and sum(cast(list[float], per_order)):
+        # every core busy with this pipeline at the CPU per order measured at full speed
+        bound = cores * 1000 / sum(cast(list[float], per_order))
+        out["kafka_cpu_bound_rate"] = bound
+        if "kafka_ceiling_rate" in out:
+            out["kafka_cpu_bound_vs_ceiling"] = bound / out["kafka_ceiling_rate"]
     p99 = _num(r.get("kafka_p99_ms"))
     if p99 is not None:
         out["kafka_p99_goal_met"] = p99 < P99_GOAL_MS
@@ -90,6 +101,12 @@ def render_kafka(r: dict[str, Any]) -> str:
             f"{_f(r.get('kafka_p50_ms'), '.0f', ' ms')}，p99 {_f(r.get('kafka_p99_ms'), '.0f', ' ms')}"
             f"（{r.get('kafka_latency_orders', 0)} 单自动派出）"
         ),
+        (
+            f"全速时每单 CPU：worker 进程 {_f(r.get('kafka_cpu_worker_ms'), '.2f', ' ms')}，"
+            f"分类子进程 {_f(r.get('kafka_cpu_helper_ms'), '.2f', ' ms')}，"
+            f"其余（broker、PostgreSQL、压测发送等）{_f(r.get('kafka_cpu_other_ms'), '.2f', ' ms')}；"
+            f"机器平均 {_f(r.get('kafka_busy_cores'), '.2f')} / {r.get('kafka_cores', '—')} 核忙"
+        ),
         f"worker 常驻内存（最大的一个）：{_f(r.get('worker_rss_mb'), '.0f', ' MB')}；"
         f"连同分类子进程按比例计（PSS）：{_f(r.get('worker_pss_mb'), '.0f', ' MB')}",
     ]
@@ -131,6 +148,13 @@ def render_goals(r: dict[str, Any]) -> str:
         lines.append(f"Kafka 流水线 / 较低上限 {r['kafka_ceiling_rate']:.1f} = "
                      f"{r['kafka_vs_ceiling']:.0%}（目标 ≥ {KAFKA_GOAL:.0%}）："
                      f"{_mark(r.get('kafka_goal_met'))}")
+    if "kafka_cpu_bound_rate" in r:
+        share = r.get("kafka_cpu_bound_vs_ceiling")
+        lines.append(
+            f"（按全速时的每单 CPU，{r.get('kafka_cores')} 核全部用满也只能到 "
+            f"{r['kafka_cpu_bound_rate']:.0f} 单/秒"
+            + (f" = 较低上限的 {share:.0%}" if share is not None else "") + "）"
+        )
     if "kafka_p99_goal_met" in r:
         lines.append(f"半速 p99 < {P99_GOAL_MS:.0f} ms：{_mark(r['kafka_p99_goal_met'])}")
     if "burst_ok" in r:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,3 +56,27 @@ def tree_pss_mb(pid: int) -> float:
                        if line.startswith("Pss:")), 0)
         todo.extend(_children(p))
     return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) one process has used so far, in seconds; NaN when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    fields = stat[stat.rfind(")") + 2:].split()  # the name in parentheses may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """CPU time the live children of a process have used so far, in seconds."""
+    times = [cpu_seconds(c) for c in _children(pid)]
+    return sum(t for t in times if not math.isnan(t))
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot, all cores together (user, nice,
+    system, irq, softirq, steal from /proc/stat), in seconds."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")

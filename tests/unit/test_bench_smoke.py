@@ -50,3 +50,36 @@ def test_json_line_has_every_key_and_no_nan() -> None:
     assert set(KEYS) <= set(out)
     assert out["kafka_p99_ms"] is None and out["burst_lost"] == 0
     json.dumps(out, allow_nan=False)
+
+
+def test_cpu_per_order_splits_the_machine_and_bounds_the_rate() -> None:
+    from ops.bench.kafka_bench import CpuSnapshot
+
+    before = CpuSnapshot(workers=10.0, helpers=2.0, machine=100.0, at=50.0)
+    after = CpuSnapshot(workers=15.0, helpers=4.5, machine=110.0, at=57.5)
+    split = before.per_order(after, 10_000)
+    assert split == {
+        "kafka_cpu_worker_ms": 0.5,
+        "kafka_cpu_helper_ms": 0.25,
+        "kafka_cpu_other_ms": 0.25,  # 10 s busy in all, 7.5 s of it the worker's and helper's
+        "kafka_busy_cores": 10.0 / 7.5,
+    }
+    r = ratios({"classifier_rate": 4000.0, "kafka_raw_rate": 20000.0,
+                "kafka_pipeline_rate": 1500.0, "kafka_cores": 2, **split})
+    assert r["kafka_cpu_bound_rate"] == 2000.0  # 2 cores / 1 ms per order
+    assert r["kafka_cpu_bound_vs_ceiling"] == 0.5
+
+
+def test_cpu_readings_of_this_process_and_the_machine_advance() -> None:
+    import os
+    import time
+
+    from ops.bench.stats import cpu_seconds, machine_busy_seconds
+
+    mine, machine = cpu_seconds(os.getpid()), machine_busy_seconds()
+    spin_until = time.process_time() + 0.3
+    while time.process_time() < spin_until:
+        pass
+    assert cpu_seconds(os.getpid()) - mine >= 0.2
+    assert machine_busy_seconds() - machine >= 0.2
+    assert cpu_seconds(2**22 + 12345) != cpu_seconds(2**22 + 12345)  # NaN: no such process
