@@ -44,9 +44,10 @@ def ratios(r: dict[str, Any]) -> dict[str, Any]:
         out["kafka_goal_met"] = kp / ceiling >= KAFKA_GOAL
     per_order = [_num(r.get(k)) for k in CPU_KEYS]
     cores = _num(r.get("kafka_cores"))
-    if cores and all(v is not None for v in per_order) and sum(cast(list[float], per_order)):
+    cpu_ms = sum(cast(list[float], per_order)) if None not in per_order else 0.0
+    if cores and cpu_ms:
         # every core busy with this pipeline at the CPU per order measured at full speed
-        bound = cores * 1000 / sum(cast(list[float], per_order))
+        bound = cores * 1000 / cpu_ms
         out["kafka_cpu_bound_rate"] = bound
         if "kafka_ceiling_rate" in out:
             out["kafka_cpu_bound_vs_ceiling"] = bound / out["kafka_ceiling_rate"]

@@ -53,7 +53,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BACKLOG = 3000  # the backlog of the broker restart and of the PostgreSQL outage ...
 FIRST = 200  # ... of which this much arrives first, the rest paced around the fault:
-REST_RATE = 400  # orders/s, a fraction of a worker's speed (about 1,300/s on this machine)
+REST_RATE = 400  # orders/s, a fraction of a worker's speed (1,500-1,800/s on this machine)
 REST_BEFORE_FAULT = 400  # then held until the fault is in place
 OUTAGE_S = 30
 KAFKA_SH = PROJECT_ROOT / "ops" / "kafka" / "kafka.sh"

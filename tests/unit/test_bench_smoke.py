@@ -5,12 +5,17 @@ assertions: the figures depend on the machine."""
 from __future__ import annotations
 
 import json
+import math
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from ops.bench.__main__ import main
+from ops.bench.kafka_bench import CpuSnapshot
 from ops.bench.report import KEYS, jsonable, ratios
+from ops.bench.stats import cpu_seconds, machine_busy_seconds
 
 LOCAL_KEYS = ("embedded_pipeline_rate", "classifier_rate", "embedded_p99_ms", "jieba_rate",
               "model_load_s")
@@ -53,8 +58,6 @@ def test_json_line_has_every_key_and_no_nan() -> None:
 
 
 def test_cpu_per_order_splits_the_machine_and_bounds_the_rate() -> None:
-    from ops.bench.kafka_bench import CpuSnapshot
-
     before = CpuSnapshot(workers=10.0, helpers=2.0, machine=100.0, at=50.0)
     after = CpuSnapshot(workers=15.0, helpers=4.5, machine=110.0, at=57.5)
     split = before.per_order(after, 10_000)
@@ -71,15 +74,10 @@ def test_cpu_per_order_splits_the_machine_and_bounds_the_rate() -> None:
 
 
 def test_cpu_readings_of_this_process_and_the_machine_advance() -> None:
-    import os
-    import time
-
-    from ops.bench.stats import cpu_seconds, machine_busy_seconds
-
     mine, machine = cpu_seconds(os.getpid()), machine_busy_seconds()
     spin_until = time.process_time() + 0.3
     while time.process_time() < spin_until:
         pass
     assert cpu_seconds(os.getpid()) - mine >= 0.2
     assert machine_busy_seconds() - machine >= 0.2
-    assert cpu_seconds(2**22 + 12345) != cpu_seconds(2**22 + 12345)  # NaN: no such process
+    assert math.isnan(cpu_seconds(2**22 + 12345))  # above Linux's largest pid: no such process
