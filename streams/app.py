@@ -36,7 +36,6 @@ from typing import Any, TypeVar, cast
 
 import faust
 import faust.streams as faust_streams
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT, StreamT, TableT, TopicT
 from mode import Service
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -69,6 +68,7 @@ from streams.gaps import (
 from streams.handlers import Ahead, Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 from streams.partitioning import enterprise_key, has_enterprise, home_partition
+from streams.sensor import setup_sensors
 from streams.stage_timing import TIMES
 
 log = logging.getLogger(__name__)
@@ -803,7 +803,7 @@ def create_app(
         table_standby_replicas=0,
     )
     app.hotline = core  # type: ignore[attr-defined]
-    setup_prometheus_sensors(app, registry=router.metrics.registry, name_prefix="faust")
+    setup_sensors(app, registry=router.metrics.registry, name_prefix="faust")  # faust_* metrics
     install_lag_gauge(app, router.metrics.consumer_lag)  # hotline_consumer_lag{topic,partition}
     pipeline = Pipeline(app, router, settings)
 
