@@ -136,12 +136,13 @@ def count_repeats(
     since = order.received_at - timedelta(days=window_days)
     # keep two windows of history so an order arriving late still finds its predecessors
     horizon = since - timedelta(days=window_days)
-    kept = {k: v for k, v in seen.items() if datetime.fromisoformat(v) >= horizon}
-    if len(kept) > MAX_SEEN_PER_ENTERPRISE:  # ISO times sort as times: keep the newest
-        newest = sorted(kept.items(), key=lambda kv: kv[1])[-MAX_SEEN_PER_ENTERPRISE:]
-        kept = dict(newest)
-        kept[order.order_id] = order.received_at.isoformat()
-    count = sum(1 for v in kept.values() if since <= datetime.fromisoformat(v) <= order.received_at)
+    times = {k: datetime.fromisoformat(v) for k, v in seen.items()}  # each parsed once
+    kept = {k: v for k, v in seen.items() if times[k] >= horizon}
+    if len(kept) > MAX_SEEN_PER_ENTERPRISE:  # keep the newest
+        newest = sorted(kept, key=times.__getitem__)[-MAX_SEEN_PER_ENTERPRISE:]
+        kept = {k: kept[k] for k in newest}
+        kept[order.order_id] = seen[order.order_id]
+    count = sum(1 for k in kept if since <= times[k] <= order.received_at)
     return kept, count
 
 
