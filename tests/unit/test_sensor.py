@@ -4,6 +4,7 @@ removes the topic and partition series)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streams.app import HotlineApp
-from streams.sensor import CachedPrometheusMonitor, setup_sensors
+from hotline.bootstrap import bootstrap
+from hotline.settings import Settings
+from streams.app import create_app
+from streams.sensor import CachedPrometheusMonitor
 
 
 class _Task:
@@ -82,12 +85,15 @@ def test_the_cached_sensor_records_what_fausts_records() -> None:
                  (("stream", "stream.topic_hotline-workorders.received.events"),))] == 12
 
 
-def test_the_worker_app_uses_the_cached_sensor_and_serves_metrics() -> None:
-    app = HotlineApp("hotline-test-sensor", broker="kafka://127.0.0.1:1", store="memory://")
-    registry = CollectorRegistry()
-    monitor = setup_sensors(app, registry=registry, name_prefix="faust")
-    assert app.monitor is monitor
+def test_the_worker_app_uses_the_cached_sensor_and_serves_metrics(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}",
+                        kafka_bootstrap="127.0.0.1:1")  # nothing connects until it starts
+    core = bootstrap(settings, registry=CollectorRegistry())
+    app = create_app(settings, hotline_app=core)
+    monitor = app.monitor
     assert isinstance(monitor, CachedPrometheusMonitor)
+    assert "/metrics" in app.web.views  # faust's page of the sensor's metrics
+    registry = core.router.metrics.registry
     monitor.on_message_in(TP("t", 0), 3, _Message())
     assert registry.get_sample_value("faust_messages_received_total") == 1
     # the series are faust's own (registered once): registering them again clashes
