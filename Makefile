@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: setup model run test test-fast test-all bench bench-quality cv-quality clean
+.PHONY: setup model run test test-fast test-all bench bench-quality cv-quality learning-curve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-quality: setup
 cv-quality: setup
 	$(BIN)/python -m ops.cv_quality --variant current --variant previous --variant industry-1.0 \
 		--variant plain-mentions --variant industry-0.5 --variant knn-0.1 --variant direct-0.2
+
+## learning curve of the unit model over training size (Haikou train + validation; minutes)
+learning-curve: setup
+	$(BIN)/python -m ops.learning_curve --shuffles 0,1,2,3
 
 clean:
 	rm -rf $(VENV) var classifier/bundled .pytest_cache

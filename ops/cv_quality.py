@@ -452,27 +452,41 @@ def _line(s: dict[str, float]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="海口12345 训练+验证集上的重复交叉验证（不读测试集）"
-    )
+def add_split_arguments(parser: argparse.ArgumentParser, *, shuffles: str) -> None:
+    """The options of a cross-validation over `ops.bench_quality`'s train + validation part:
+    ``--data``, ``--seed`` (of the split), ``--shuffles`` (of the folds), ``--folds``."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument(
         "--seed", type=int, default=20180101, help="与 bench_quality 相同的划分种子"
     )
+    parser.add_argument("--shuffles", default=shuffles, help="折划分的随机种子，逗号分隔")
+    parser.add_argument("--folds", type=int, default=5)
+
+
+def train_val_records(args: argparse.Namespace) -> list[LabeledText] | None:
+    """The train + validation orders of the seeded split (the test part is dropped before
+    anything else reads it); None, with the error printed, when the data file is missing."""
+    if not args.data.exists():
+        print(f"错误：找不到数据文件 {args.data}", file=sys.stderr)
+        return None
+    train, val, _test = split(load_dataset(args.data, "haikou12345"), args.seed)
+    return [*train, *val]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="海口12345 训练+验证集上的重复交叉验证（不读测试集）"
+    )
+    add_split_arguments(parser, shuffles="0,1,2,3")
     parser.add_argument(
         "--variant", action="append", choices=sorted([*VARIANTS, *CONFIDENCE_VARIANTS])
     )
-    parser.add_argument("--shuffles", default="0,1,2,3", help="折划分的随机种子，逗号分隔")
-    parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args(argv)
-    if not args.data.exists():
-        print(f"错误：找不到数据文件 {args.data}", file=sys.stderr)
+    records = train_val_records(args)
+    if records is None:
         return 2
     variants = args.variant or ["current"]
     shuffles = [int(s) for s in args.shuffles.split(",") if s.strip()]
-    train, val, _test = split(load_dataset(args.data, "haikou12345"), args.seed)
-    records = [*train, *val]
     print(
         f"训练+验证集 {len(records)} 单（种子 {args.seed} 的划分，测试集不参与），"
         f"{args.folds} 折交叉验证，打乱种子 {shuffles}。"
