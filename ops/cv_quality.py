@@ -255,14 +255,26 @@ def out_of_fold(
     proba = np.zeros((len(records), len(labels)))
     splitter = KFold(folds, shuffle=True, random_state=shuffle)
     for tr, te in splitter.split(np.arange(len(records))):
-        train = [records[i] for i in tr]
-        held = [records[i] for i in te]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            model = train_model(train, out_dir=None, options=options, validation=held)
-        cols = np.searchsorted(labels, model.labels)
-        proba[np.ix_(te, cols)] = model.proba_records(held)
+        proba[te] = held_out_proba(
+            [records[i] for i in tr], [records[i] for i in te], options, labels
+        )
     return labels, proba
+
+
+def held_out_proba(
+    train: Sequence[LabeledText],
+    held: Sequence[LabeledText],
+    options: TrainOptions,
+    labels: np.ndarray,
+) -> np.ndarray:
+    """Probabilities over ``labels`` (sorted) for the ``held`` records from a model trained on
+    ``train``; a unit ``train`` lacks gets probability 0."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = train_model(train, out_dir=None, options=options, validation=held)
+    out = np.zeros((len(held), len(labels)))
+    out[:, np.searchsorted(labels, model.labels)] = model.proba_records(held)
+    return out
 
 
 def confidence_signals(

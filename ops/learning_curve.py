@@ -53,7 +53,6 @@ import argparse
 import json
 import math
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -63,8 +62,14 @@ from scipy.optimize import curve_fit
 from sklearn.model_selection import KFold
 
 from classifier.datasets import LabeledText
-from classifier.model import TrainOptions, train_model
-from ops.cv_quality import VARIANTS, add_split_arguments, scores, train_val_records
+from classifier.model import TrainOptions
+from ops.cv_quality import (
+    VARIANTS,
+    add_split_arguments,
+    held_out_proba,
+    scores,
+    train_val_records,
+)
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75, 1.0)
 #: The metrics whose curves are fitted, their names in the report, and the model's goals.
@@ -98,11 +103,7 @@ def curve_out_of_fold(
             part = [records[i] for i in order[: max(2, round(f * len(order)))]]
             if len({r.unit for r in part}) < 2:
                 raise ValueError(f"比例 {f} 的训练单不足两个单位")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                model = train_model(part, out_dir=None, options=options, validation=held)
-            cols = np.searchsorted(labels, model.labels)
-            proba[f][np.ix_(te, cols)] = model.proba_records(held)
+            proba[f][te] = held_out_proba(part, held, options, labels)
             sizes[f].append(len(part))
     return labels, proba, {f: float(np.mean(s)) for f, s in sizes.items()}
 

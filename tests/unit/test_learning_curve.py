@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import ops.cv_quality as cvq
 import ops.learning_curve as lc
 from classifier.model import TrainOptions
 from tests.unit.test_cv_quality import _toy_records
@@ -33,14 +34,14 @@ def test_fractions_are_nested_and_never_score_an_order_with_a_model_that_saw_it(
 ) -> None:
     records = _toy_records()
     fitted: list[tuple[frozenset[str], frozenset[str]]] = []
-    real = lc.train_model
+    real = cvq.train_model
 
     def spy(train, **kwargs):  # type: ignore[no-untyped-def]
         fitted.append((frozenset(r.order_id for r in train),
                        frozenset(r.order_id for r in kwargs["validation"])))
         return real(train, **kwargs)
 
-    monkeypatch.setattr(lc, "train_model", spy)
+    monkeypatch.setattr(cvq, "train_model", spy)
     labels, proba, sizes = lc.curve_out_of_fold(
         records, TrainOptions(name="t", cv_folds=0), [0.5, 1.0], folds=3, shuffle=0
     )
