@@ -27,7 +27,8 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
    one (a head gap), or it has fetched messages past the committed offset while the worker
    holds none in hand and has acknowledged none of them (they vanished inside the consumer), or
    the consumer no longer fetches from it (paused, or parked by faust's "buffer full" mark)
-   while the worker holds nothing and the log goes on. The consumer is then sent back to the
+   while the worker holds nothing and the log goes on. "In hand" counts only messages an
+   acknowledgement can still credit (`live_in_hand`). The consumer is then sent back to the
    committed offset (and fetches the partition again); the messages come again and the
    idempotent handlers absorb the ones already handled.
 """
@@ -239,7 +240,8 @@ async def heal(
               if tp not in fetching and (end := log_end(consumer, tp)) is not None}
     found = watch.stuck(
         consumer._acked, consumer._committed_offset, now,
-        fetched=fetched, in_hand=len(consumer._unacked_messages), parked=parked,
+        fetched=fetched, in_hand=live_in_hand(consumer, app.consumer_generation_id),
+        parked=parked,
     )
     stuck = {tp: off for tp, off in found.items() if tp in assigned}
     if stuck:
@@ -261,6 +263,31 @@ async def heal(
             consumer.resume_partitions(resumed)
         watch.reset()
     return stuck
+
+
+def live_in_hand(consumer: Any, generation: int | None) -> int:
+    """How many messages the worker still holds to handle: tracked, not yet acknowledged, of the
+    current consumer generation and at or past their partition's committed offset.
+
+    faust's tracking set also keeps messages no acknowledgement can ever credit: one below the
+    committed offset is marked acknowledged without leaving the set, and one of an older
+    generation is read again from the committed offset anyway. Such leftovers, still referenced
+    somewhere after a rebalance, once counted as work in hand for as long as they lived: after
+    a kill -9 and a takeover, a partition whose fetched messages had vanished waited for ever
+    (783 of 1,000 orders routed) because 116 of them held the gap watch off."""
+    committed = consumer._committed_offset
+    live = 0
+    for m in list(consumer._unacked_messages):
+        if getattr(m, "acked", False):
+            continue
+        if generation is not None and getattr(m, "generation_id", generation) != generation:
+            continue
+        done = committed.get(getattr(m, "tp", None))
+        offset = getattr(m, "offset", None)
+        if done is not None and offset is not None and offset < done:
+            continue
+        live += 1
+    return live
 
 
 def log_end(consumer: Any, tp: Any) -> int | None:

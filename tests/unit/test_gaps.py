@@ -97,6 +97,7 @@ class _App:
         self.topics = _Topics()
         self.rebalancing = rebalancing
         self.flow_control = _Flow(flowing)
+        self.consumer_generation_id = 3
 
 
 def test_heal_seeks_back_to_the_committed_offset_but_not_during_a_rebalance() -> None:
@@ -128,6 +129,34 @@ def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_i
     assert asyncio.run(heal(app, watch, 40.0, rewinds)) == {tp: 51}
     assert app.consumer.sought == [{tp: 51}]
     assert rewinds.labels(tp.topic)._value.get() == 1
+
+
+class _Message:
+    def __init__(self, tp: Any, offset: int, generation_id: int, acked: bool = False) -> None:
+        self.tp, self.offset, self.generation_id, self.acked = tp, offset, generation_id, acked
+
+
+def test_leftover_messages_no_acknowledgement_can_credit_do_not_hold_off_the_heal() -> None:
+    """Seen after a kill -9 and a takeover: the fetched messages of one partition vanished while
+    the tracking set still held messages of an older generation and below the commit."""
+    p0 = TP("hotline.workorders.received", 0)
+    p2 = TP("hotline.workorders.by-enterprise", 2)
+    app: Any = _App()
+    app.consumer._acked = {}
+    app.consumer._committed_offset = {p0: 45, p2: 270}
+    app.consumer.ends = {p0: 246, p2: 270}
+    leftovers = [_Message(p2, 154, generation_id=2),  # an older generation
+                 _Message(p2, 200, generation_id=3),  # below the commit
+                 _Message(p0, 44, generation_id=3, acked=True)]  # acknowledged
+    app.consumer._unacked_messages = set(leftovers)
+    watch = GapWatch(grace_s=15)
+    asyncio.run(heal(app, watch, 0.0))
+    assert asyncio.run(heal(app, watch, 16.0)) == {p0: 45}
+    # one message of this generation past its commit is work in hand: the watch waits
+    app.consumer._unacked_messages = set(leftovers) | {_Message(p2, 270, generation_id=3)}
+    watch = GapWatch(grace_s=15)
+    asyncio.run(heal(app, watch, 0.0))
+    assert asyncio.run(heal(app, watch, 16.0)) == {}
 
 
 class _Pausing(_Consumer):
