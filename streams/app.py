@@ -61,6 +61,7 @@ from streams.gaps import (
     fetch_positions,
     heal,
     heal_recovery,
+    live_in_hand,
     log_end,
     seek_to_committed_or_start,
     strict_new_offset,
@@ -240,6 +241,9 @@ def consumer_state(app: faust.App) -> str:
     """What the consumer thinks it is doing: flow, assignment, paused partitions, offsets."""
     c: Any = app.consumer
     assigned = c.assignment()
+    live = live_in_hand(c, app.consumer_generation_id)
+    tracked = sorted((str(m.tp), m.offset, m.generation_id, m.acked)
+                     for m in list(c._unacked_messages))
     lines = [
         f"flow_control active={app.flow_control.is_active()} consumer flow_active="
         f"{getattr(c, 'flow_active', None)} rebalancing={app.rebalancing} "
@@ -251,7 +255,8 @@ def consumer_state(app: faust.App) -> str:
         f"acked={ {str(k): (len(v), min(v), max(v)) for k, v in c._acked.items() if v} }",
         f"fetched={ {str(k): v for k, v in fetch_positions(c, assigned).items()} }",
         f"log_end={ {str(tp): log_end(c, tp) for tp in assigned} }",
-        f"in_hand={ sorted((str(m.tp), m.offset, m.generation_id) for m in list(c._unacked_messages))[:20] }",
+        f"live_in_hand={ {str(k): v for k, v in live.items()} }",
+        f"tracked={ tracked[:20] }",
     ]
     return "\n".join(lines)
 

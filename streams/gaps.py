@@ -25,10 +25,10 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
 3. `GapWatch` and `heal`: a partition is stuck when, for `GRACE_S` seconds with the flow
    running and no rebalance, either its lowest acknowledged offset stays above the committed
    one (a head gap), or it has fetched messages past the committed offset while the worker
-   holds none in hand and has acknowledged none of them (they vanished inside the consumer), or
+   holds none of them in hand and has acknowledged none (they vanished inside the consumer), or
    the consumer no longer fetches from it (paused, or parked by faust's "buffer full" mark)
-   while the worker holds nothing and the log goes on. "In hand" counts only messages an
-   acknowledgement can still credit (`live_in_hand`). The consumer is then sent back to the
+   while the worker holds nothing at all and the log goes on. "In hand" counts only messages
+   an acknowledgement can still credit (`live_in_hand`). The consumer is then sent back to the
    committed offset (and fetches the partition again); the messages come again and the
    idempotent handlers absorb the ones already handled.
 """
@@ -168,26 +168,29 @@ class GapWatch(StuckClock):
         now: float,
         *,
         fetched: Mapping[Any, int] | None = None,
-        in_hand: int = 0,
+        in_hand: Mapping[Any, int] | None = None,
         parked: Mapping[Any, int] | None = None,
     ) -> dict[Any, int]:
         """Partitions stuck for `grace_s` at the same committed offset: the offset to go back
-        to, each. Stuck means a head gap (committed < lowest acked), or, with nothing in hand
-        (`in_hand` messages tracked and not yet acknowledged), either messages fetched past the
-        committed offset (`fetched`: partition → fetch position) and none of them acknowledged,
-        or a partition the consumer does not fetch from (paused, or parked as "buffer full")
-        while its log goes on past the committed offset (`parked`: partition → log end).
-        Lag alone is not enough: while the broker is away nothing is fetched."""
+        to, each. `in_hand`: partition → messages of it the worker holds (tracked, not yet
+        acknowledged; see `live_in_hand`). Stuck means a head gap (committed < lowest acked);
+        or messages fetched past the committed offset (`fetched`: partition → fetch position)
+        of which the worker neither holds nor has acknowledged any (they vanished); or, with
+        nothing in hand at all (a pause may be backpressure), a partition the consumer does not
+        fetch from (paused, or parked as "buffer full") while its log goes on past the committed
+        offset (`parked`: partition → log end). Lag alone is not enough: while the broker is
+        away nothing is fetched."""
+        holding = in_hand or {}
         gaps: dict[Any, int] = {}
         for tp, offsets in acked.items():
             done = committed.get(tp)
             if offsets and done is not None and min(offsets) > done:
                 gaps[tp] = done
-        if not in_hand:
-            for tp, end in (fetched or {}).items():
-                done = committed.get(tp)
-                if done is not None and end > done and not acked.get(tp):
-                    gaps[tp] = done
+        for tp, end in (fetched or {}).items():
+            done = committed.get(tp)
+            if done is not None and end > done and not acked.get(tp) and not holding.get(tp):
+                gaps[tp] = done
+        if not any(holding.values()):
             for tp, end in (parked or {}).items():
                 done = committed.get(tp)
                 if done is not None and end > done:
@@ -265,28 +268,30 @@ async def heal(
     return stuck
 
 
-def live_in_hand(consumer: Any, generation: int | None) -> int:
-    """How many messages the worker still holds to handle: tracked, not yet acknowledged, of the
-    current consumer generation and at or past their partition's committed offset.
+def live_in_hand(consumer: Any, generation: int | None) -> dict[Any, int]:
+    """Partition → how many of its messages the worker still holds to handle: tracked, not yet
+    acknowledged, of the current consumer generation and at or past the committed offset.
 
     faust's tracking set also keeps messages no acknowledgement can ever credit: one below the
     committed offset is marked acknowledged without leaving the set, and one of an older
     generation is read again from the committed offset anyway. Such leftovers, still referenced
     somewhere after a rebalance, once counted as work in hand for as long as they lived: after
     a kill -9 and a takeover, a partition whose fetched messages had vanished waited for ever
-    (783 of 1,000 orders routed) because 116 of them held the gap watch off."""
+    (783 of 1,000 orders routed) while 116 tracked messages, of another partition, an older
+    generation and below their commit, held the gap watch off."""
     committed = consumer._committed_offset
-    live = 0
+    live: dict[Any, int] = {}
     for m in list(consumer._unacked_messages):
         if getattr(m, "acked", False):
             continue
         if generation is not None and getattr(m, "generation_id", generation) != generation:
             continue
-        done = committed.get(getattr(m, "tp", None))
+        tp = getattr(m, "tp", None)
+        done = committed.get(tp)
         offset = getattr(m, "offset", None)
         if done is not None and offset is not None and offset < done:
             continue
-        live += 1
+        live[tp] = live.get(tp, 0) + 1
     return live
 
 

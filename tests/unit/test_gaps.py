@@ -100,6 +100,11 @@ class _App:
         self.consumer_generation_id = 3
 
 
+class _Message:
+    def __init__(self, tp: Any, offset: int, generation_id: int, acked: bool = False) -> None:
+        self.tp, self.offset, self.generation_id, self.acked = tp, offset, generation_id, acked
+
+
 def test_heal_seeks_back_to_the_committed_offset_but_not_during_a_rebalance() -> None:
     watch = GapWatch(grace_s=15)
     app: Any = _App()
@@ -112,28 +117,24 @@ def test_heal_seeks_back_to_the_committed_offset_but_not_during_a_rebalance() ->
     assert asyncio.run(heal(held, watch, 16.0)) == {} and held.consumer.sought == []
 
 
-def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_is_idle() -> None:
+def test_messages_past_the_commit_that_vanished_are_read_again_once_none_is_in_hand() -> None:
     watch = GapWatch(grace_s=15)
     app: Any = _App()
     tp = TP("hotline.workorders.by-enterprise", 0)
     app.consumer._acked = {}
     app.consumer._committed_offset = {tp: 51}
     app.consumer.ends = {tp: 300}  # fetched 249 messages past the commit, none acknowledged
-    app.consumer._unacked_messages = {"a message in hand"}
+    app.consumer._unacked_messages = {_Message(tp, 51, generation_id=3)}
     asyncio.run(heal(app, watch, 0.0))
     assert asyncio.run(heal(app, watch, 20.0)) == {}  # busy: the batch in hand may be slow
-    app.consumer._unacked_messages = set()
+    # what the worker holds of another partition says nothing about this one's messages
+    app.consumer._unacked_messages = {_Message(P0, 60, generation_id=3)}
     rewinds = Metrics(CollectorRegistry()).rewinds
     asyncio.run(heal(app, watch, 25.0, rewinds))
     assert asyncio.run(heal(app, watch, 35.0, rewinds)) == {}  # idle for 10 s only
     assert asyncio.run(heal(app, watch, 40.0, rewinds)) == {tp: 51}
     assert app.consumer.sought == [{tp: 51}]
     assert rewinds.labels(tp.topic)._value.get() == 1
-
-
-class _Message:
-    def __init__(self, tp: Any, offset: int, generation_id: int, acked: bool = False) -> None:
-        self.tp, self.offset, self.generation_id, self.acked = tp, offset, generation_id, acked
 
 
 def test_leftover_messages_no_acknowledgement_can_credit_do_not_hold_off_the_heal() -> None:
@@ -152,8 +153,8 @@ def test_leftover_messages_no_acknowledgement_can_credit_do_not_hold_off_the_hea
     watch = GapWatch(grace_s=15)
     asyncio.run(heal(app, watch, 0.0))
     assert asyncio.run(heal(app, watch, 16.0)) == {p0: 45}
-    # one message of this generation past its commit is work in hand: the watch waits
-    app.consumer._unacked_messages = set(leftovers) | {_Message(p2, 270, generation_id=3)}
+    # one message of p0 of this generation at its commit is work in hand: the watch waits
+    app.consumer._unacked_messages = set(leftovers) | {_Message(p0, 45, generation_id=3)}
     watch = GapWatch(grace_s=15)
     asyncio.run(heal(app, watch, 0.0))
     assert asyncio.run(heal(app, watch, 16.0)) == {}
@@ -184,7 +185,8 @@ def test_a_partition_the_consumer_stopped_fetching_is_resumed_once_the_worker_is
     watch = GapWatch(grace_s=15)
     app: Any = _App()
     app.consumer = _Pausing(tp, log_end=110)  # 59 orders behind the commit, never fetched
-    app.consumer._unacked_messages = {"a message in hand"}  # busy: the pause may be backpressure
+    # busy with any partition: the pause may be backpressure
+    app.consumer._unacked_messages = {_Message(P0, 50, generation_id=3)}
     asyncio.run(heal(app, watch, 0.0))
     assert asyncio.run(heal(app, watch, 20.0)) == {}
     app.consumer._unacked_messages = set()
