@@ -25,10 +25,10 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
 3. `GapWatch` and `heal`: a partition is stuck when, for `GRACE_S` seconds with the flow
    running and no rebalance, either its lowest acknowledged offset stays above the committed
    one (a head gap), or it has fetched messages past the committed offset while the worker
-   holds none of them in hand and has acknowledged none (they vanished inside the consumer), or
+   holds none in hand and has acknowledged none of them (they vanished inside the consumer), or
    the consumer no longer fetches from it (paused, or parked by faust's "buffer full" mark)
-   while the worker holds nothing at all and the log goes on. "In hand" counts only messages
-   an acknowledgement can still credit (`live_in_hand`). The consumer is then sent back to the
+   while the worker holds nothing and the log goes on. "In hand" counts only messages an
+   acknowledgement can still credit (`live_in_hand`). The consumer is then sent back to the
    committed offset (and fetches the partition again); the messages come again and the
    idempotent handlers absorb the ones already handled.
 """
@@ -172,25 +172,27 @@ class GapWatch(StuckClock):
         parked: Mapping[Any, int] | None = None,
     ) -> dict[Any, int]:
         """Partitions stuck for `grace_s` at the same committed offset: the offset to go back
-        to, each. `in_hand`: partition → messages of it the worker holds (tracked, not yet
-        acknowledged; see `live_in_hand`). Stuck means a head gap (committed < lowest acked);
-        or messages fetched past the committed offset (`fetched`: partition → fetch position)
-        of which the worker neither holds nor has acknowledged any (they vanished); or, with
-        nothing in hand at all (a pause may be backpressure), a partition the consumer does not
-        fetch from (paused, or parked as "buffer full") while its log goes on past the committed
-        offset (`parked`: partition → log end). Lag alone is not enough: while the broker is
-        away nothing is fetched."""
-        holding = in_hand or {}
+        to, each. Stuck means a head gap (committed < lowest acked), or, with nothing in hand
+        (`in_hand`: partition → messages the worker holds, see `live_in_hand`), either messages
+        fetched past the committed offset (`fetched`: partition → fetch position) and none of
+        them acknowledged, or a partition the consumer does not fetch from (paused, or parked
+        as "buffer full") while its log goes on past the committed offset (`parked`: partition
+        → log end). Lag alone is not enough: while the broker is away nothing is fetched.
+
+        "Nothing in hand" is over all partitions, not per partition: faust tracks a message
+        only when a stream takes it from its queue, so messages of one partition wait untracked
+        behind a batch of others (a database outage holds one batch for as long as it lasts),
+        and are not lost."""
         gaps: dict[Any, int] = {}
         for tp, offsets in acked.items():
             done = committed.get(tp)
             if offsets and done is not None and min(offsets) > done:
                 gaps[tp] = done
-        for tp, end in (fetched or {}).items():
-            done = committed.get(tp)
-            if done is not None and end > done and not acked.get(tp) and not holding.get(tp):
-                gaps[tp] = done
-        if not any(holding.values()):
+        if not any((in_hand or {}).values()):
+            for tp, end in (fetched or {}).items():
+                done = committed.get(tp)
+                if done is not None and end > done and not acked.get(tp):
+                    gaps[tp] = done
             for tp, end in (parked or {}).items():
                 done = committed.get(tp)
                 if done is not None and end > done:
@@ -277,8 +279,8 @@ def live_in_hand(consumer: Any, generation: int | None) -> dict[Any, int]:
     generation is read again from the committed offset anyway. Such leftovers, still referenced
     somewhere after a rebalance, once counted as work in hand for as long as they lived: after
     a kill -9 and a takeover, a partition whose fetched messages had vanished waited for ever
-    (783 of 1,000 orders routed) while 116 tracked messages, of another partition, an older
-    generation and below their commit, held the gap watch off."""
+    (783 of 1,000 orders routed) while 116 tracked messages held the gap watch off; the 20 the
+    dump listed were of another partition, an older generation and below their commit."""
     committed = consumer._committed_offset
     live: dict[Any, int] = {}
     for m in list(consumer._unacked_messages):
