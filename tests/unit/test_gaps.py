@@ -117,6 +117,34 @@ def test_heal_seeks_back_to_the_committed_offset_but_not_during_a_rebalance() ->
     assert asyncio.run(heal(held, watch, 16.0)) == {} and held.consumer.sought == []
 
 
+def test_nothing_is_judged_while_an_offset_commit_is_in_flight() -> None:
+    """Seen at the broker restart: the commit took the acknowledged run 66-143 out of `_acked`
+    and waited 16 s for the broker, the committed offset stayed at 66 and the fetch position was
+    144, so the partition looked as if its messages had vanished, and was rewound."""
+    tp = TP("hotline.workorders.received", 0)
+    app: Any = _App()
+    app.consumer._acked = {tp: []}
+    app.consumer._committed_offset = {tp: 66}
+    app.consumer.ends = {tp: 144}
+    app.consumer._commit_fut = object()  # a commit is in flight
+    watch = GapWatch(grace_s=15)
+    for now in (0.0, 5.0, 10.0, 15.0, 20.0):
+        assert asyncio.run(heal(app, watch, now)) == {}
+    app.consumer._commit_fut = None  # the commit returned: 144 is committed
+    app.consumer._committed_offset = {tp: 144}
+    assert asyncio.run(heal(app, watch, 25.0)) == {}
+    assert app.consumer.sought == []
+    # a partition stuck before a commit started is still stuck after it: its clock is kept
+    app.consumer.ends = {tp: 200}
+    watch = GapWatch(grace_s=15)
+    assert asyncio.run(heal(app, watch, 30.0)) == {}
+    app.consumer._commit_fut = object()
+    assert asyncio.run(heal(app, watch, 40.0)) == {}
+    app.consumer._commit_fut = None
+    assert asyncio.run(heal(app, watch, 45.0)) == {tp: 144}
+    assert app.consumer.sought == [{tp: 144}]
+
+
 def test_messages_past_the_commit_that_vanished_are_read_again_once_the_worker_is_idle() -> None:
     watch = GapWatch(grace_s=15)
     app: Any = _App()
