@@ -29,9 +29,9 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
    the consumer no longer fetches from it (paused, or parked by faust's "buffer full" mark)
    while the worker holds nothing and the log goes on. "In hand" counts only messages an
    acknowledgement can still credit (`live_in_hand`); nothing is judged while an offset commit
-   is in flight. The consumer is then sent back to the
-   committed offset (and fetches the partition again); the messages come again and the
-   idempotent handlers absorb the ones already handled.
+   is in flight. The consumer is then sent back to the committed offset (and fetches the
+   partition again); the messages come again and the idempotent handlers absorb the ones
+   already handled.
 """
 
 from __future__ import annotations
