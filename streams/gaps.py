@@ -169,16 +169,16 @@ class GapWatch(StuckClock):
         now: float,
         *,
         fetched: Mapping[Any, int] | None = None,
-        in_hand: Mapping[Any, int] | None = None,
+        in_hand: int = 0,
         parked: Mapping[Any, int] | None = None,
     ) -> dict[Any, int]:
         """Partitions stuck for `grace_s` at the same committed offset: the offset to go back
         to, each. Stuck means a head gap (committed < lowest acked), or, with nothing in hand
-        (`in_hand`: partition → messages the worker holds, see `live_in_hand`), either messages
-        fetched past the committed offset (`fetched`: partition → fetch position) and none of
-        them acknowledged, or a partition the consumer does not fetch from (paused, or parked
-        as "buffer full") while its log goes on past the committed offset (`parked`: partition
-        → log end). Lag alone is not enough: while the broker is away nothing is fetched.
+        (`in_hand` messages the worker holds, see `live_in_hand`), either messages fetched past
+        the committed offset (`fetched`: partition → fetch position) and none of them
+        acknowledged, or a partition the consumer does not fetch from (paused, or parked as
+        "buffer full") while its log goes on past the committed offset (`parked`: partition →
+        log end). Lag alone is not enough: while the broker is away nothing is fetched.
 
         "Nothing in hand" is over all partitions, not per partition: faust tracks a message
         only when a stream takes it from its queue, so messages of one partition wait untracked
@@ -189,7 +189,7 @@ class GapWatch(StuckClock):
             done = committed.get(tp)
             if offsets and done is not None and min(offsets) > done:
                 gaps[tp] = done
-        if not any((in_hand or {}).values()):
+        if not in_hand:
             for tp, end in (fetched or {}).items():
                 done = committed.get(tp)
                 if done is not None and end > done and not acked.get(tp):
@@ -256,7 +256,8 @@ async def heal(
               if tp not in fetching and (end := log_end(consumer, tp)) is not None}
     found = watch.stuck(
         consumer._acked, consumer._committed_offset, now,
-        fetched=fetched, in_hand=live_in_hand(consumer, app.consumer_generation_id),
+        fetched=fetched,
+        in_hand=sum(live_in_hand(consumer, app.consumer_generation_id).values()),
         parked=parked,
     )
     stuck = {tp: off for tp, off in found.items() if tp in assigned}
@@ -295,16 +296,12 @@ def live_in_hand(consumer: Any, generation: int | None) -> dict[Any, int]:
     committed = consumer._committed_offset
     live: dict[Any, int] = {}
     for m in list(consumer._unacked_messages):
-        if getattr(m, "acked", False):
+        if m.acked or (generation is not None and m.generation_id != generation):
             continue
-        if generation is not None and getattr(m, "generation_id", generation) != generation:
+        done = committed.get(m.tp)
+        if done is not None and m.offset < done:
             continue
-        tp = getattr(m, "tp", None)
-        done = committed.get(tp)
-        offset = getattr(m, "offset", None)
-        if done is not None and offset is not None and offset < done:
-            continue
-        live[tp] = live.get(tp, 0) + 1
+        live[m.tp] = live.get(m.tp, 0) + 1
     return live
 
 
