@@ -56,6 +56,7 @@ from streams.faults import (
 from streams.diagnostics import install_stack_dump
 from streams.gaps import CHECK_INTERVAL_S as GAP_CHECK_INTERVAL_S
 from streams.gaps import (
+    DeliveryLedger,
     GapWatch,
     RecoveryWatch,
     fetch_positions,
@@ -63,6 +64,7 @@ from streams.gaps import (
     heal_recovery,
     live_in_hand,
     log_end,
+    resume_flow_and_reread,
     seek_to_committed_or_start,
     strict_new_offset,
 )
@@ -159,13 +161,19 @@ class NoReadOffsets(dict[Any, int | None]):
     robinhood/faust#115, faust-streaming/faust#216). With this mapping every fetched message is
     delivered and nothing counts as a gap: after a seek, messages already handled come again,
     which the idempotent handlers absorb (a unit may see the same dispatch twice, see
-    docs/guarantees.md). Writes are ignored; every read answers None."""
+    docs/guarantees.md). Every read answers None; writes only go to `ledger`, which tells a
+    message the fetch loop delivered from one it gave up on (streams.gaps.DeliveryLedger)."""
+
+    def __init__(self, ledger: DeliveryLedger | None = None) -> None:
+        super().__init__()
+        self.ledger = ledger
 
     def __getitem__(self, tp: Any) -> None:
         return None
 
     def __setitem__(self, tp: Any, offset: int | None) -> None:
-        pass
+        if self.ledger is not None:
+            self.ledger.note_read(tp, offset)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -201,7 +209,14 @@ class HotlineApp(faust.App):
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
-        consumer._read_offset = NoReadOffsets()  # type: ignore[attr-defined]
+        # streams.gaps: note what the fetch loop drops while the flow is suspended, and read
+        # it again when the flow resumes
+        ledger = DeliveryLedger()
+        consumer.callback = ledger.wrap(consumer.callback)  # type: ignore[attr-defined]
+        consumer._read_offset = NoReadOffsets(ledger)  # type: ignore[attr-defined]
+        consumer.resume_flow = functools.partial(  # type: ignore[method-assign]
+            resume_flow_and_reread, self, consumer, consumer.resume_flow, ledger
+        )
         consumer.ack = functools.partial(  # type: ignore[method-assign]
             ack_current_generation, self, consumer.ack, consumer
         )

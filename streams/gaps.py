@@ -32,12 +32,23 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
    is in flight. The consumer is then sent back to the committed offset (and fetches the
    partition again); the messages come again and the idempotent handlers absorb the ones
    already handled.
+4. `DeliveryLedger` and `resume_flow_and_reread`: faust's fetch loop hands each fetched message
+   to the streams but gives up on it, without a trace, when the flow is suspended meanwhile
+   (a rebalance starts while the delivery waits); the seek to the committed offsets at the end
+   of the rebalance brings such messages back. The ledger notes each message the loop gave up
+   on and what became of the last few thousand offsets of each partition (the gap watch's
+   warning says what happened to the message at the committed offset). A message given up on
+   after that seek started would never come again, so when the flow resumes every stream
+   partition with such a message goes back to its committed offset.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka.structs import TopicPartition
@@ -70,6 +81,114 @@ def strict_new_offset(
     return new_offset(tp)
 
 
+class DeliveryLedger:
+    """Which fetched messages faust's fetch loop (`Consumer._drain_messages`) delivered to the
+    streams and which it gave up on (投递记录).
+
+    The loop calls the consumer's callback for each message inside
+    ``wait_first(callback(message), suspend_flow.wait())``, then records the message's offset
+    as read (`Consumer._read_offset`, here a `streams.app.NoReadOffsets` that reports to
+    `note_read`). When the flow is suspended while the callback waits (for the flow control,
+    the producer's buffer or the conductor's lock) the callback is cancelled and the message
+    is gone from this consumer generation; the loop goes on with the next one. `wrap` marks
+    the offset a callback was given (synchronously, before the loop can cancel it) and the one
+    it delivered; a read with no delivery is a dropped message.
+
+    The last `KEEP` offsets of each partition are remembered with what became of them and
+    when, for the gap watch's warning (`describe`)."""
+
+    KEEP = 4096
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._given: dict[Any, int] = {}
+        self._delivered: dict[Any, int] = {}
+        self._dropped: dict[Any, int] = {}
+        self._recent: dict[Any, OrderedDict[int, tuple[bool, float]]] = {}
+
+    def wrap(self, callback: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Any]:
+        given, delivered = self._given, self._delivered
+
+        async def deliver(message: Any) -> Any:
+            result = await callback(message)
+            delivered[message.tp] = message.offset
+            return result
+
+        def give(message: Any) -> Awaitable[Any]:
+            given[message.tp] = message.offset
+            return deliver(message)
+
+        return give
+
+    def note_read(self, tp: Any, offset: int | None) -> None:
+        """The loop (or a seek) recorded `offset` as read for `tp`."""
+        if offset is None or self._given.get(tp) != offset:
+            return  # a seek, not a message the loop handled
+        del self._given[tp]
+        ok = self._delivered.get(tp) == offset
+        recent = self._recent.get(tp)
+        if recent is None:
+            recent = self._recent[tp] = OrderedDict()
+        recent[offset] = (ok, self._clock())
+        recent.move_to_end(offset)
+        if len(recent) > self.KEEP:
+            recent.popitem(last=False)
+        if not ok:
+            low = self._dropped.get(tp)
+            self._dropped[tp] = offset if low is None else min(low, offset)
+
+    def forget_dropped(self) -> None:
+        """A seek to the committed offsets starts: what was dropped before it comes again."""
+        self._dropped.clear()
+
+    def take_dropped(self) -> dict[Any, int]:
+        """Each partition's lowest dropped offset since the last seek or call; forgotten here."""
+        dropped, self._dropped = self._dropped, {}
+        return dropped
+
+    def describe(self, tp: Any, offset: int) -> str:
+        """What the fetch loop last did with `offset` of `tp` (for a log line)."""
+        seen = self._recent.get(tp, {}).get(offset)
+        if seen is None:
+            return "拉取循环未经手"
+        ok, at = seen
+        ago = self._clock() - at
+        return f"{'已交给流' if ok else '拉取循环放弃（流暂停）'}，{ago:.1f} 秒前"
+
+
+def delivery_ledger(consumer: Any) -> DeliveryLedger | None:
+    """The consumer's delivery ledger (installed by `streams.app.HotlineApp`), if any."""
+    return getattr(getattr(consumer, "_read_offset", None), "ledger", None)
+
+
+def resume_flow_and_reread(
+    app: Any, consumer: Any, resume: Callable[[], None], ledger: DeliveryLedger
+) -> None:
+    """`Consumer.resume_flow`, then: each assigned stream partition whose fetched messages
+    the fetch loop dropped while the flow was suspended goes back to its committed offset (the
+    lowest dropped offset when none is known). The seek runs as a task: from here on the loop
+    delivers, so what it fetches meanwhile only comes twice, which the handlers absorb."""
+    resume()
+    dropped = ledger.take_dropped()
+    if not dropped:
+        return
+    assigned = consumer.assignment()
+    targets: dict[Any, int] = {}
+    for tp in stream_partitions(app, [tp for tp in dropped if tp in assigned]):
+        committed = consumer._committed_offset.get(tp)
+        targets[tp] = committed if committed is not None else dropped[tp]
+    if targets:
+        log.info("流暂停期间丢弃了已拉取的消息，从已提交偏移重读：%s",
+                 ", ".join(f"{tp.topic}[{tp.partition}] 丢弃自 {dropped[tp]} 重读自 {off}"
+                           for tp, off in sorted(targets.items())))
+        task = asyncio.ensure_future(rewind(consumer, targets))
+        _REREADS.add(task)
+        task.add_done_callback(_REREADS.discard)
+
+
+_REREADS: set[asyncio.Future[Any]] = set()  # keeps the re-read seeks alive until done
+
+
 def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
     """The partitions whose messages agents acknowledge (not the tables' changelogs)."""
     return [tp for tp in tps if app.topics.acks_enabled_for(tp.topic)]
@@ -78,7 +197,11 @@ def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
 async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
     """`Consumer.perform_seek`, with a floor: each stream partition goes back to its committed
     offset, or to the start of its log when none was committed (or 0), and that position is
-    remembered as committed."""
+    remembered as committed. Messages the fetch loop dropped before this seek come again, so
+    the ledger forgets them (see `resume_flow_and_reread`)."""
+    ledger = delivery_ledger(consumer)
+    if ledger is not None:
+        ledger.forget_dropped()
     committed = await consumer.seek_to_committed()
     positions: dict[Any, int] = {
         TP(tp.topic, tp.partition): off for tp, off in committed.items() if off
@@ -263,6 +386,7 @@ async def heal(
     stuck = {tp: off for tp, off in found.items() if tp in assigned}
     if stuck:
         acked = consumer._acked
+        ledger = delivery_ledger(consumer)
         log.warning(
             "分区停在已提交偏移处（其后的消息未处理）：回到已提交偏移重新消费 %s",
             {f"{tp.topic}[{tp.partition}]": {
@@ -270,6 +394,7 @@ async def heal(
                 "最小已确认": min(acked[tp]) if acked.get(tp) else None,
                 "已拉取至": fetched.get(tp),
                 "暂停拉取": tp in parked,
+                "已提交偏移处的消息": ledger.describe(tp, off) if ledger else None,
              } for tp, off in stuck.items()},
         )
         if not await rewind(consumer, stuck, rewinds):

@@ -3,7 +3,11 @@ dropped re-fetched messages and skipped "gaps" after a partition takeover, remem
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from faust.types import TP
+from mode import Service
 
 from streams.app import HotlineApp, NoReadOffsets, ack_current_generation
 
@@ -71,3 +75,58 @@ def test_the_app_consumer_commits_only_a_run_that_starts_at_the_committed_offset
     consumer._acked[tp].insert(0, 51)
     consumer._acked_index[tp].add(51)
     assert consumer._filter_committable_offsets({tp}) == {tp: 54}
+
+
+class _Fetched:
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.tp, self.topic, self.partition, self.offset = tp, tp.topic, tp.partition, offset
+        self.key = self.value = b""
+
+
+def test_a_message_the_fetch_loop_drops_after_the_seek_is_read_again_when_the_flow_resumes(
+) -> None:
+    """faust's own fetch loop (`Consumer._drain_messages`) gives up on a message whose delivery
+    waits while the flow is suspended (here: waiting for the flow control, as the conductor's
+    handler does while a rebalance's table recovery runs). When that happens after the
+    rebalance's seek, nothing would fetch it again: the head gap seen after takeovers."""
+    tp = TP("workorders.received", 3)
+    sought: list[dict[TP, int]] = []
+    delivered: list[int] = []
+
+    async def run() -> None:
+        app = HotlineApp("hotline-test-drop", broker="kafka://127.0.0.1:1", store="memory://")
+        consumer = app.consumer
+        app.topics._acking_topics.add(tp.topic)  # a stream topic, as an agent's makes it
+        consumer._committed_offset[tp] = 266  # where the rebalance's seek sent the partition
+        consumer.assignment = lambda: {tp}  # type: ignore[method-assign]
+
+        async def seek_wait(targets: dict[TP, int]) -> None:
+            sought.append(dict(targets))
+
+        consumer.seek_wait = seek_wait  # type: ignore[method-assign]
+        flowing = asyncio.Event()
+
+        async def conductor(message: _Fetched) -> None:  # the stream's handler
+            await flowing.wait()  # `acquire_flow_control`: blocks while the flow is held
+            delivered.append(message.offset)
+
+        consumer.callback = consumer._read_offset.ledger.wrap(conductor)
+        fetcher = Service()
+        consumer.stop_flow()  # the recovery holds the flow; the fetcher already runs
+
+        async def getmany(timeout: float) -> Any:
+            yield tp, _Fetched(tp, 266)  # fetched after the seek, before the flow resumes
+            app.flow_control.resume()
+            flowing.set()
+            consumer.resume_flow()  # the end of the recovery: `Recovery._resume_streams`
+            yield tp, _Fetched(tp, 267)
+            yield tp, _Fetched(tp, 268)
+            fetcher._stopped.set()
+
+        consumer.getmany = getmany  # type: ignore[method-assign]
+        await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+        await asyncio.sleep(0.01)  # the re-read seek runs as a task
+
+    asyncio.run(run())
+    assert delivered == [267, 268]  # 266 was dropped by faust's loop, never delivered
+    assert sought == [{tp: 266}]  # and the partition goes back to read it again

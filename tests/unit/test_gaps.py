@@ -14,10 +14,12 @@ from prometheus_client import CollectorRegistry
 
 from hotline.metrics import Metrics
 from streams.gaps import (
+    DeliveryLedger,
     GapWatch,
     RecoveryWatch,
     heal,
     heal_recovery,
+    resume_flow_and_reread,
     seek_to_committed_or_start,
     strict_new_offset,
 )
@@ -364,3 +366,82 @@ def test_a_seek_back_during_a_table_recovery_also_rewinds_the_changelog_it_still
     consumer = _Seeking()
     asyncio.run(seek_to_committed_or_start(app, consumer))
     assert all(CHANGELOG not in sought for sought in consumer.sought)
+
+
+class _Msg:
+    def __init__(self, tp: Any, offset: int) -> None:
+        self.tp, self.offset = tp, offset
+
+
+def test_the_ledger_tells_a_dropped_message_from_a_delivered_one_and_from_a_seek() -> None:
+    now = [100.0]
+    ledger = DeliveryLedger(clock=lambda: now[0])
+    blocked = asyncio.Event()
+
+    async def conductor(message: _Msg) -> None:
+        if message.offset == 41:
+            await blocked.wait()  # waits for the flow; cancelled when a rebalance starts
+
+    give = ledger.wrap(conductor)
+
+    async def loop() -> None:
+        await give(_Msg(P0, 40))  # delivered
+        ledger.note_read(P0, 40)
+        task = asyncio.ensure_future(give(_Msg(P0, 41)))  # as mode's wait_first does
+        await asyncio.sleep(0)
+        task.cancel()  # suspend_flow won the wait
+        ledger.note_read(P0, 41)
+        unstarted = asyncio.ensure_future(give(_Msg(P0, 42)))
+        unstarted.cancel()  # cancelled before its first step: never ran
+        ledger.note_read(P0, 42)
+        ledger.note_read(P0, 40)  # a seek records its target: not a message
+
+    asyncio.run(loop())
+    now[0] = 103.0
+    assert ledger.describe(P0, 40) == "已交给流，3.0 秒前"
+    assert ledger.describe(P0, 41) == "拉取循环放弃（流暂停），3.0 秒前"
+    assert ledger.describe(P0, 43) == "拉取循环未经手"
+    assert ledger.take_dropped() == {P0: 41}
+    assert ledger.take_dropped() == {}  # taken once
+    ledger.note_read(P0, 41)  # nothing given: ignored
+    assert ledger.take_dropped() == {}
+
+
+def test_what_was_dropped_before_the_rebalance_seek_is_left_to_that_seek() -> None:
+    ledger = DeliveryLedger()
+    ledger.wrap(_never)(_Msg(TP("t", 0), 70)).close()  # given, never delivered
+    ledger.note_read(TP("t", 0), 70)
+    app: Any = _App()
+    consumer = _Seeking()
+    consumer._read_offset = type("R", (), {"ledger": ledger})()  # type: ignore[attr-defined]
+    asyncio.run(seek_to_committed_or_start(app, consumer))
+    assert ledger.take_dropped() == {}  # the seek to 40 brings 70 back
+
+
+def test_the_flow_resumes_and_partitions_with_messages_dropped_after_the_seek_are_read_again(
+) -> None:
+    changelog = TP("hotline-router-enterprise-repeats-changelog", 0)
+    away = TP("hotline.workorders.received", 1)
+    ledger = DeliveryLedger()
+    for tp, offset in ((P0, 57), (P0, 55), (changelog, 9), (away, 3)):
+        ledger.wrap(_never)(_Msg(tp, offset)).close()
+        ledger.note_read(tp, offset)
+    app: Any = _App()
+    consumer = app.consumer
+    consumer._committed_offset[changelog] = None  # assigned, but the recovery's business
+    resumed: list[bool] = []
+
+    async def run() -> None:
+        for _ in range(2):
+            resume_flow_and_reread(app, consumer, lambda: resumed.append(True), ledger)
+            await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    assert resumed == [True, True]
+    # the stream partition it holds goes back to its committed offset (50, not the lowest
+    # dropped 55); not the changelog, not a partition no longer assigned; and only once
+    assert consumer.sought == [{P0: 50}]
+
+
+async def _never(message: Any) -> None:
+    raise AssertionError("not delivered in this test")
