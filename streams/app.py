@@ -64,7 +64,6 @@ from streams.gaps import (
     heal_recovery,
     live_in_hand,
     log_end,
-    resume_flow_and_reread,
     seek_to_committed_or_start,
     strict_new_offset,
 )
@@ -209,14 +208,10 @@ class HotlineApp(faust.App):
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
-        # streams.gaps: note what the fetch loop drops while the flow is suspended, and read
-        # it again when the flow resumes
+        # streams.gaps: what the fetch loop did with each message, for the gap watch's warning
         ledger = DeliveryLedger()
         consumer.callback = ledger.wrap(consumer.callback)  # type: ignore[attr-defined]
         consumer._read_offset = NoReadOffsets(ledger)  # type: ignore[attr-defined]
-        consumer.resume_flow = functools.partial(  # type: ignore[method-assign]
-            resume_flow_and_reread, self, consumer, consumer.resume_flow, ledger
-        )
         consumer.ack = functools.partial(  # type: ignore[method-assign]
             ack_current_generation, self, consumer.ack, consumer
         )

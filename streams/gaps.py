@@ -32,14 +32,18 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
    is in flight. The consumer is then sent back to the committed offset (and fetches the
    partition again); the messages come again and the idempotent handlers absorb the ones
    already handled.
-4. `DeliveryLedger` and `resume_flow_and_reread`: faust's fetch loop hands each fetched message
-   to the streams but gives up on it, without a trace, when the flow is suspended meanwhile
-   (a rebalance starts while the delivery waits); the seek to the committed offsets at the end
-   of the rebalance brings such messages back. The ledger notes each message the loop gave up
-   on and what became of the last few thousand offsets of each partition (the gap watch's
-   warning says what happened to the message at the committed offset). A message given up on
-   after that seek started would never come again, so when the flow resumes every stream
-   partition with such a message goes back to its committed offset.
+   After a rebalance the seek and the first messages overlap: faust's recovery lets the flow
+   run while it reads the changelogs, and it resumes the stream partitions before it seeks
+   them, so the worker handles, acknowledges and may commit messages while the committed
+   offsets it read for the seek are still on their way back. Those offsets can then be older
+   than the worker's own commit; `seek_to_committed_or_start` never lowers the committed
+   position the worker has recorded, or the next acknowledgements would look like a head gap
+   that no redelivery fills (the acknowledgement of the message at the old offset was spent on
+   the commit that moved past it).
+4. `DeliveryLedger`: what faust's fetch loop did with the last few thousand offsets of each
+   partition, delivered to the streams or given up on (the loop gives up on a message whose
+   delivery is still waiting when the flow is suspended; the rebalance's seek brings it back).
+   The gap watch's warning says what became of the message at the committed offset.
 """
 
 from __future__ import annotations
@@ -103,7 +107,6 @@ class DeliveryLedger:
         self._clock = clock
         self._given: dict[Any, int] = {}
         self._delivered: dict[Any, int] = {}
-        self._dropped: dict[Any, int] = {}
         self._recent: dict[Any, OrderedDict[int, tuple[bool, float]]] = {}
 
     def wrap(self, callback: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Any]:
@@ -133,18 +136,6 @@ class DeliveryLedger:
         recent.move_to_end(offset)
         if len(recent) > self.KEEP:
             recent.popitem(last=False)
-        if not ok:
-            low = self._dropped.get(tp)
-            self._dropped[tp] = offset if low is None else min(low, offset)
-
-    def forget_dropped(self) -> None:
-        """A seek to the committed offsets starts: what was dropped before it comes again."""
-        self._dropped.clear()
-
-    def take_dropped(self) -> dict[Any, int]:
-        """Each partition's lowest dropped offset since the last seek or call; forgotten here."""
-        dropped, self._dropped = self._dropped, {}
-        return dropped
 
     def describe(self, tp: Any, offset: int) -> str:
         """What the fetch loop last did with `offset` of `tp` (for a log line)."""
@@ -161,34 +152,6 @@ def delivery_ledger(consumer: Any) -> DeliveryLedger | None:
     return getattr(getattr(consumer, "_read_offset", None), "ledger", None)
 
 
-def resume_flow_and_reread(
-    app: Any, consumer: Any, resume: Callable[[], None], ledger: DeliveryLedger
-) -> None:
-    """`Consumer.resume_flow`, then: each assigned stream partition whose fetched messages
-    the fetch loop dropped while the flow was suspended goes back to its committed offset (the
-    lowest dropped offset when none is known). The seek runs as a task: from here on the loop
-    delivers, so what it fetches meanwhile only comes twice, which the handlers absorb."""
-    resume()
-    dropped = ledger.take_dropped()
-    if not dropped:
-        return
-    assigned = consumer.assignment()
-    targets: dict[Any, int] = {}
-    for tp in stream_partitions(app, [tp for tp in dropped if tp in assigned]):
-        committed = consumer._committed_offset.get(tp)
-        targets[tp] = committed if committed is not None else dropped[tp]
-    if targets:
-        log.info("流暂停期间丢弃了已拉取的消息，从已提交偏移重读：%s",
-                 ", ".join(f"{tp.topic}[{tp.partition}] 丢弃自 {dropped[tp]} 重读自 {off}"
-                           for tp, off in sorted(targets.items())))
-        task = asyncio.ensure_future(rewind(consumer, targets))
-        _REREADS.add(task)
-        task.add_done_callback(_REREADS.discard)
-
-
-_REREADS: set[asyncio.Future[Any]] = set()  # keeps the re-read seeks alive until done
-
-
 def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
     """The partitions whose messages agents acknowledge (not the tables' changelogs)."""
     return [tp for tp in tps if app.topics.acks_enabled_for(tp.topic)]
@@ -197,11 +160,8 @@ def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
 async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
     """`Consumer.perform_seek`, with a floor: each stream partition goes back to its committed
     offset, or to the start of its log when none was committed (or 0), and that position is
-    remembered as committed. Messages the fetch loop dropped before this seek come again, so
-    the ledger forgets them (see `resume_flow_and_reread`)."""
-    ledger = delivery_ledger(consumer)
-    if ledger is not None:
-        ledger.forget_dropped()
+    remembered as committed, unless the worker has committed past it meanwhile (the streams
+    flow while this runs; see the module docstring)."""
     committed = await consumer.seek_to_committed()
     positions: dict[Any, int] = {
         TP(tp.topic, tp.partition): off for tp, off in committed.items() if off
@@ -213,7 +173,13 @@ async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
         floors = {tp: int(starts.get(tp) or 0) for tp in unset}
         await consumer.seek_wait(floors)
         positions.update(floors)
-    consumer._committed_offset.update(positions)
+    ahead = {tp: mine for tp, off in positions.items()
+             if (mine := consumer._committed_offset.get(tp)) is not None and mine > off}
+    if ahead:
+        log.info("再均衡读到的已提交偏移旧于本 worker 其间的提交，保留后者：%s",
+                 ", ".join(f"{tp.topic}[{tp.partition}] {positions[tp]} → {mine}"
+                           for tp, mine in sorted(ahead.items())))
+    consumer._committed_offset.update({**positions, **ahead})
     needed = recovery_needs(app)
     if needed:
         await consumer.seek_wait(needed)
