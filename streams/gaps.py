@@ -48,7 +48,6 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
