@@ -38,6 +38,8 @@ import faust
 import faust.streams as faust_streams
 from faust.types import EventT, StreamT, TableT, TopicT
 from mode import Service
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hotline.bootstrap import App, bootstrap, settle_heap
@@ -64,6 +66,7 @@ from streams.gaps import (
     heal_recovery,
     live_in_hand,
     log_end,
+    resume_flow_and_reread,
     seek_to_committed_or_start,
     strict_new_offset,
 )
@@ -224,6 +227,16 @@ class HotlineApp(faust.App):
             seek_to_committed_or_start, self, consumer
         )
         return consumer
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        """faust's flow control, whose resume also reads again what it empties from the
+        streams' queues (streams.gaps.resume_flow_and_reread)."""
+        flow = FlowControlEvent(loop=self.loop)
+        flow.resume = functools.partial(  # type: ignore[method-assign]
+            resume_flow_and_reread, self, flow.resume
+        )
+        return flow
 
 
 def ack_current_generation(

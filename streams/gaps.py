@@ -32,15 +32,15 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
    is in flight. The consumer is then sent back to the committed offset (and fetches the
    partition again); the messages come again and the idempotent handlers absorb the ones
    already handled.
-   After a rebalance the seek and the first messages overlap: faust's recovery lets the flow
-   run while it reads the changelogs, and it resumes the stream partitions before it seeks
-   them, so the worker handles, acknowledges and may commit messages while the committed
-   offsets it read for the seek are still on their way back. Those offsets can then be older
-   than the worker's own commit; `seek_to_committed_or_start` never lowers the committed
-   position the worker has recorded, or the next acknowledgements would look like a head gap
-   that no redelivery fills (the acknowledgement of the message at the old offset was spent on
-   the commit that moved past it).
-4. `DeliveryLedger`: what faust's fetch loop did with the last few thousand offsets of each
+4. `resume_flow_and_reread`: mode's flow control empties the streams' queues whenever the flow
+   is resumed, and faust resumes it at the end of a rebalance *after* seeking the partitions
+   and letting them flow (its recovery lets the flow run while it reads the changelogs, and
+   resumes the stream partitions before it seeks them). Messages fetched after the seek and
+   still queued are dropped there, unacknowledged, with no seek to bring them back: the head
+   gaps seen after takeovers (committed N, lowest acknowledged N + 1 or more, the message at N
+   delivered to the stream and never taken). Each assigned stream partition whose queued
+   messages a resume drops is sent back to the lowest of them.
+5. `DeliveryLedger`: what faust's fetch loop did with the last few thousand offsets of each
    partition, delivered to the streams or given up on (the loop gives up on a message whose
    delivery is still waiting when the flow is suspended; the rebalance's seek brings it back).
    The gap watch's warning says what became of the message at the committed offset.
@@ -48,6 +48,7 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -151,6 +152,51 @@ def delivery_ledger(consumer: Any) -> DeliveryLedger | None:
     return getattr(getattr(consumer, "_read_offset", None), "ledger", None)
 
 
+def queued_offsets(flow_control: Any) -> dict[Any, int]:
+    """The lowest offset of each partition among the events waiting in the queues that
+    `flow_control` empties when it resumes (the streams' queues)."""
+    lowest: dict[Any, int] = {}
+    for queue in list(getattr(flow_control, "_queues", ())):
+        for item in list(getattr(queue, "_queue", ())):
+            message = getattr(item, "message", None)
+            if message is None:
+                continue
+            tp, offset = message.tp, message.offset
+            if tp not in lowest or offset < lowest[tp]:
+                lowest[tp] = offset
+    return lowest
+
+
+def resume_flow_and_reread(app: Any, resume: Callable[[], None]) -> None:
+    """`FlowControlEvent.resume` for `app.flow_control`, which also empties the streams'
+    queues; then each assigned stream partition that had messages waiting there goes back to
+    the lowest of them (never below its committed offset). The seek runs as a task; what is
+    delivered meanwhile comes twice, which the handlers absorb."""
+    queued = queued_offsets(app.flow_control)
+    resume()
+    if not queued:
+        return
+    consumer = app.consumer
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # the consumer has not started: nothing of it can be queued
+        return
+    targets: dict[Any, int] = {}
+    for tp in stream_partitions(app, [tp for tp in queued if tp in assigned]):
+        committed = consumer._committed_offset.get(tp)
+        targets[tp] = queued[tp] if committed is None else max(queued[tp], committed)
+    if not targets:
+        return
+    log.info("恢复流时清空了流队列中未处理的消息：从其中最早的偏移重读 %s",
+             ", ".join(f"{tp.topic}[{tp.partition}]@{off}" for tp, off in sorted(targets.items())))
+    task = asyncio.ensure_future(rewind(consumer, targets))
+    _REREADS.add(task)
+    task.add_done_callback(_REREADS.discard)
+
+
+_REREADS: set[asyncio.Future[Any]] = set()  # keeps the re-read seeks alive until they finish
+
+
 def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
     """The partitions whose messages agents acknowledge (not the tables' changelogs)."""
     return [tp for tp in tps if app.topics.acks_enabled_for(tp.topic)]
@@ -159,8 +205,7 @@ def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
 async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
     """`Consumer.perform_seek`, with a floor: each stream partition goes back to its committed
     offset, or to the start of its log when none was committed (or 0), and that position is
-    remembered as committed, unless the worker has committed past it meanwhile (the streams
-    flow while this runs; see the module docstring)."""
+    remembered as committed."""
     committed = await consumer.seek_to_committed()
     positions: dict[Any, int] = {
         TP(tp.topic, tp.partition): off for tp, off in committed.items() if off
@@ -172,13 +217,7 @@ async def seek_to_committed_or_start(app: Any, consumer: Any) -> None:
         floors = {tp: int(starts.get(tp) or 0) for tp in unset}
         await consumer.seek_wait(floors)
         positions.update(floors)
-    ahead = {tp: mine for tp, off in positions.items()
-             if (mine := consumer._committed_offset.get(tp)) is not None and mine > off}
-    if ahead:
-        log.info("再均衡读到的已提交偏移旧于本 worker 其间的提交，保留后者：%s",
-                 ", ".join(f"{tp.topic}[{tp.partition}] {positions[tp]} → {mine}"
-                           for tp, mine in sorted(ahead.items())))
-    consumer._committed_offset.update({**positions, **ahead})
+    consumer._committed_offset.update(positions)
     needed = recovery_needs(app)
     if needed:
         await consumer.seek_wait(needed)

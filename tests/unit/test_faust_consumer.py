@@ -10,6 +10,13 @@ from faust.types import TP
 from mode import Service
 
 from streams.app import HotlineApp, NoReadOffsets, ack_current_generation
+from streams.gaps import resume_flow_and_reread
+
+
+def test_the_app_s_flow_control_reads_again_what_a_resume_empties() -> None:
+    app = HotlineApp("hotline-test-flow", broker="kafka://127.0.0.1:1", store="memory://")
+    assert app.flow_control.resume.func is resume_flow_and_reread  # type: ignore[attr-defined]
+    assert app.flow_control is app.flow_control  # one for the app, as faust's
 
 
 def test_the_app_consumer_forgets_read_offsets() -> None:

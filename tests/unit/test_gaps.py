@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from faust.types import TP
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from prometheus_client import CollectorRegistry
 
 from hotline.metrics import Metrics
@@ -19,6 +20,7 @@ from streams.gaps import (
     RecoveryWatch,
     heal,
     heal_recovery,
+    resume_flow_and_reread,
     seek_to_committed_or_start,
     strict_new_offset,
 )
@@ -405,23 +407,38 @@ def test_the_ledger_tells_a_dropped_message_from_a_delivered_one_and_from_a_seek
     assert ledger.describe(P0, 44) == "拉取循环未经手"
 
 
-def test_a_rebalance_keeps_the_commit_the_worker_made_while_it_sought() -> None:
-    """The streams flow while the rebalance seeks: the worker handled and committed offset 87
-    (committed 88) while the committed offsets it read for the seek (87) came back. Going back
-    to 87 would leave 88 onwards acknowledged above a commit that no acknowledgement of 87
-    can move any more (the head gaps seen after takeovers: committed N, lowest acknowledged
-    N + 1, the message at N long delivered)."""
+class _Event:  # a faust Event, as far as the queues are concerned
+    def __init__(self, tp: Any, offset: int) -> None:
+        self.message = _Msg(tp, offset)
+
+
+def test_messages_a_resume_of_the_flow_empties_from_the_stream_queues_are_read_again() -> None:
+    """mode's flow control empties the streams' queues on every resume, and faust resumes it
+    after the rebalance's seek, when the partitions have flowed for a while: what was queued
+    then was never handled, acknowledged or fetched again (the head gaps after takeovers)."""
+    changelog = TP("hotline-router-enterprise-repeats-changelog", 0)
+    behind = TP("hotline.workorders.received", 2)
+    away = TP("hotline.workorders.received", 1)
     app: Any = _App()
-    consumer = _Seeking()
-    t0 = TP("t", 0)
+    consumer = app.consumer
+    consumer._committed_offset.update({changelog: None, behind: 90})
 
-    async def seek_to_committed() -> dict[Any, int | None]:
-        consumer._committed_offset[t0] = 88  # the worker's own commit landed meanwhile
-        return {t0: 87, TP("t", 1): None}
+    async def run() -> list[int]:
+        flow = FlowControlEvent()
+        queue: FlowControlQueue[Any] = FlowControlQueue(
+            flow_control=flow, clear_on_resume=True)
+        for tp, offset in ((P0, 71), (P0, 70), (behind, 80), (changelog, 9), (away, 3)):
+            queue.put_nowait(_Event(tp, offset))
+        queue.put_nowait("not an event")
+        app.flow_control = flow
+        resume_flow_and_reread(app, flow.resume)
+        await asyncio.sleep(0.01)  # the seek runs as a task
+        left = queue.qsize()
+        resume_flow_and_reread(app, flow.resume)  # nothing queued: nothing to read again
+        await asyncio.sleep(0.01)
+        return [left, int(flow.is_active())]
 
-    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
-    asyncio.run(seek_to_committed_or_start(app, consumer))
-    assert consumer._committed_offset[t0] == 88
-    assert consumer._committed_offset[TP("t", 1)] == 7  # the start of its log, as before
-    consumer._acked[t0] = [88, 89]  # what the worker acknowledges next
-    assert strict_new_offset(consumer, lambda tp: 90, t0) == 90  # the commit moves on
+    assert asyncio.run(run()) == [0, 1]  # the resume emptied the queue and let the flow run
+    # P0 from its lowest queued offset (70, above its commit 50), `behind` from its commit (90:
+    # what was queued below it is done); not the changelog, not a partition no longer held
+    assert consumer.sought == [{P0: 70, behind: 90}]
