@@ -24,6 +24,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ from streams.faults import (
 from streams.diagnostics import install_stack_dump
 from streams.gaps import CHECK_INTERVAL_S as GAP_CHECK_INTERVAL_S
 from streams.gaps import (
+    LEDGER_ENV,
     DeliveryLedger,
     GapWatch,
     RecoveryWatch,
@@ -212,8 +214,10 @@ class HotlineApp(faust.App):
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
         # streams.gaps: what the fetch loop did with each message, for the gap watch's warning
-        ledger = DeliveryLedger()
-        consumer.callback = ledger.wrap(consumer.callback)  # type: ignore[attr-defined]
+        # (a diagnostic, off unless HOTLINE_DELIVERY_LEDGER=1: see DeliveryLedger)
+        ledger = DeliveryLedger() if os.environ.get(LEDGER_ENV) == "1" else None
+        if ledger is not None:
+            consumer.callback = ledger.wrap(consumer.callback)  # type: ignore[attr-defined]
         consumer._read_offset = NoReadOffsets(ledger)  # type: ignore[attr-defined]
         consumer.ack = functools.partial(  # type: ignore[method-assign]
             ack_current_generation, self, consumer.ack, consumer

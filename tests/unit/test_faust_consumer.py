@@ -10,7 +10,7 @@ from faust.types import TP
 from mode import Service
 
 from streams.app import HotlineApp, NoReadOffsets, ack_current_generation
-from streams.gaps import resume_flow_and_reread
+from streams.gaps import DeliveryLedger, resume_flow_and_reread
 
 
 def test_the_app_s_flow_control_reads_again_what_a_resume_empties() -> None:
@@ -102,7 +102,9 @@ def test_the_ledger_sees_what_faust_s_fetch_loop_delivers_and_what_it_gives_up_o
     async def run() -> None:
         app = HotlineApp("hotline-test-drop", broker="kafka://127.0.0.1:1", store="memory://")
         consumer = app.consumer
-        ledger = consumer._read_offset.ledger
+        assert consumer._read_offset.ledger is None  # a diagnostic, off by default
+        ledger = DeliveryLedger()
+        consumer._read_offset = NoReadOffsets(ledger)
         flowing = asyncio.Event()
 
         async def conductor(message: _Fetched) -> None:  # the stream's handler
