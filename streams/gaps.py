@@ -103,9 +103,9 @@ class DeliveryLedger:
     The last `KEEP` offsets of each partition are remembered with what became of them and
     when, for the gap watch's warning (`describe`).
 
-    A diagnostic, off unless the worker's environment has ``HOTLINE_DELIVERY_LEDGER=1``: the
-    two `make bench` runs with it had a half-rate p99 of 2.3-2.5 s (180-280 ms in most runs
-    without it, though one run without it also reached 2.4 s; docs/guarantees.md §2)."""
+    A diagnostic, off unless the worker's environment has ``HOTLINE_DELIVERY_LEDGER=1`` (the
+    bench runs with it had a slow half-rate latency, as some runs without it did, the code
+    before it included: docs/guarantees.md §2)."""
 
     KEEP = 4096
 
