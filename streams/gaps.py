@@ -49,7 +49,6 @@ The fixes, installed on the consumer by `streams.app.HotlineApp`:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -195,12 +194,7 @@ def resume_flow_and_reread(app: Any, resume: Callable[[], None]) -> None:
         return
     log.info("恢复流时清空了流队列中未处理的消息：从其中最早的偏移重读 %s",
              ", ".join(f"{tp.topic}[{tp.partition}]@{off}" for tp, off in sorted(targets.items())))
-    task = asyncio.ensure_future(rewind(consumer, targets))
-    _REREADS.add(task)
-    task.add_done_callback(_REREADS.discard)
-
-
-_REREADS: set[asyncio.Future[Any]] = set()  # keeps the re-read seeks alive until they finish
+    app.add_future(rewind(consumer, targets))  # the app holds it until done or stopped
 
 
 def stream_partitions(app: Any, tps: Iterable[Any]) -> list[Any]:
