@@ -306,6 +306,8 @@ async def batches(stream: StreamT, source: str) -> AsyncIterator[Sequence[EventT
     idle_since = time.perf_counter()
     async for batch in as_stream(stream).noack_take(BATCH, within=BATCH_WITHIN):
         TIMES.add(f"{source}.wait", time.perf_counter() - idle_since, len(batch))
+        if TIMES.enabled:  # how long the first message of the piece took to get here
+            TIMES.add(f"{source}.age_taken", time.time() - batch[0].message.timestamp)
         yield batch
         idle_since = time.perf_counter()
 
@@ -529,6 +531,8 @@ class Pipeline:
                     log.warning("%s: preparing a batch failed (%r); handling it without", source,
                                 exc)
             out = await self.outbox(batch, source, handle)
+            if TIMES.enabled:
+                TIMES.add(f"{source}.age_handled", time.time() - batch[0].message.timestamp)
             sent = await self.start_delivery(out, source)
         except asyncio.CancelledError:
             handled.cancel()

@@ -11,7 +11,7 @@ from typing import Any
 from models.migrate import migrate
 from ops.bench import kafka_bench as kb
 from ops.bench.services import services
-from ops.bench.stats import percentile
+from ops.bench.stats import latency_windows, percentile
 from ops.bench.workload import messages
 from ops.pg_schema import scratch_schema
 from streams.app import RECEIVED
@@ -65,7 +65,11 @@ def _pipeline(
             paced = messages(templates, max(int(rate / 2 * LATENCY_SECONDS), 50), f"L{run_id}")
             sent = kb.send_paced(prod, topic, paced, rate / 2)
             kb.wait_done(w, f"L{run_id}", len(paced), timeout=120)
-            lat = kb.latencies(sent, _settled(watcher, sent))
+            seen = _settled(watcher, sent)
+            lat = kb.latencies(sent, seen)
+            print("半速延迟按发送时间（每 2 秒：起点 条数 p50/p99 毫秒）："
+                  + "；".join(f"{s / 1000:.0f}s {n} {p50:.0f}/{p99:.0f}"
+                             for s, n, p50, p99 in latency_windows(sent, seen)), flush=True)
             out.update(kafka_paced_rate=rate / 2, kafka_p50_ms=percentile(lat, 50),
                        kafka_p99_ms=percentile(lat, 99), kafka_latency_orders=len(lat),
                        worker_rss_mb=w.rss_mb(), worker_pss_mb=w.tree_pss_mb())

@@ -80,3 +80,20 @@ def machine_busy_seconds() -> float:
     first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def latency_windows(
+    sent: dict[str, int], seen: dict[str, int], window_ms: int = 2000
+) -> list[tuple[int, int, float, float]]:
+    """Latencies grouped by send time: per ``window_ms`` window from the first send, its start
+    (ms), the orders seen and their p50 / p99. Shows whether a slow paced phase is a backlog
+    carried in from before it (high at the start, falling), a stall (a spike) or steady."""
+    if not sent:
+        return []
+    first = min(sent.values())
+    groups: dict[int, list[float]] = {}
+    for key, at in sent.items():
+        if key in seen:
+            groups.setdefault((at - first) // window_ms, []).append(float(seen[key] - at))
+    return [(w * window_ms, len(v), percentile(v, 50), percentile(v, 99))
+            for w, v in sorted(groups.items())]
