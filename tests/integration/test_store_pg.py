@@ -64,6 +64,32 @@ class TestStorePostgres(StoreContract):
         assert len(store.history("GD1")) == 2 + len(events)
 
 
+    def test_a_tick_skips_an_order_another_transaction_holds_and_takes_it_next_time(
+        self, store: Store, pg_schema_url: str
+    ) -> None:
+        """An order locked by a worker mid-write is left for the next tick: the tick neither
+        waits for the lock nor writes over it."""
+        from sqlalchemy import create_engine, text
+
+        store.add_order(order())
+        store.add_order(order("GD2", text="另一件诉求", credit_code=None))
+        self.dispatch(store)
+        self.dispatch(store, "GD2")
+        other = create_engine(pg_schema_url)
+        try:
+            with other.connect() as conn, conn.begin():
+                conn.execute(text("SELECT id FROM work_order WHERE id = 'GD1' FOR UPDATE"))
+                started = time.monotonic()
+                first = store.tick_deadlines(T0 + timedelta(days=2))
+                assert time.monotonic() - started < 5  # no lock wait (lock_timeout is unset)
+                assert {r.applied[0].order_id for r in first} == {"GD2"}
+            second = store.tick_deadlines(T0 + timedelta(days=2))
+            assert {r.applied[0].order_id for r in second} == {"GD1"}
+        finally:
+            other.dispose()
+        assert {o.id for o in store.queue("overdue")} == {"GD1", "GD2"}
+
+
 def terminate_backend(url: str, pid: int) -> bool:
     """Terminate the server process ``pid`` from another connection to ``url`` (the holder of
     its connection does not know yet). True when PostgreSQL terminated it."""

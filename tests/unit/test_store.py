@@ -186,6 +186,42 @@ class StoreContract:
         assert [r.applied[0].order_id for r in store.tick_deadlines(datetime(2025, 3, 5))] == [
             "GD2"]
 
+    def test_a_tick_records_each_passed_deadline_once(
+        self, store: Store
+    ) -> None:
+        """Many orders: each passed deadline once, the earliest due first, with its 督办, each
+        order's version counting its recorded events; a tick again adds none."""
+        for i in range(5):
+            store.add_order(order(f"GD{i}", text=f"诉求{i}", credit_code=None,
+                                  received_at=T0 + timedelta(minutes=i)))
+            self.dispatch(store, f"GD{i}")
+        store.apply(ev("OrderAccepted", TOWN, "GD3"))  # its 签收 met: 办结 is due, later
+        results = store.tick_deadlines(datetime(2025, 4, 1))
+        assert [(r.applied[0].order_id, r.applied[0].data["deadline"]) for r in results] == [
+            ("GD0", "签收"), ("GD1", "签收"), ("GD2", "签收"), ("GD4", "签收"), ("GD3", "办结")]
+        assert all([e.kind for e in r.applied] == ["DeadlinePassed", "OrderSupervised"]
+                   for r in results)
+        assert all(r.rejected is None and not r.duplicate for r in results)
+        for i in range(5):
+            row = store.get_order(f"GD{i}")
+            assert row is not None and row.next_due is None
+            assert row.version == len([e for e in store.history(f"GD{i}") if e.accepted])
+        assert store.tick_deadlines(datetime(2025, 4, 2)) == []
+
+    def test_a_tick_that_meets_a_concurrent_writer_does_each_order_on_its_own(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store.add_order(order())
+        store.add_order(order("GD2", text="另一件诉求", credit_code=None))
+        self.dispatch(store)
+        self.dispatch(store, "GD2")
+        monkeypatch.setattr(store, "_tick_batch", lambda moment, limit: None)
+        results = store.tick_deadlines(datetime(2025, 3, 5))
+        assert sorted(r.applied[0].order_id for r in results) == ["GD1", "GD2"]
+        monkeypatch.undo()
+        assert store.tick_deadlines(datetime(2025, 3, 5)) == []
+        assert {o.id for o in store.queue("overdue")} == {"GD1", "GD2"}
+
     def test_queue_size_counts_what_queue_lists(self, store: Store) -> None:
         store.add_order(order())
         store.add_order(order("GD2", text="另一件诉求", credit_code=None))
