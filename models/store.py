@@ -495,19 +495,29 @@ class Store:
                 return ApplyResult(duplicate=True)
             s.add_all(_event_row(e) for e in applied)
             s.add_all(_revisit_rows(applied))
-            stmt = (
-                update(WorkOrder)
-                .where(col(WorkOrder.id) == lc.order_id, col(WorkOrder.version) == old_version)
-                .values(**_snapshot(lc))
-            )
-            if s.exec(stmt).rowcount != 1:  # type: ignore[attr-defined]
-                s.rollback()
+            if not self._write_snapshot(s, lc, old_version):
                 return None
             if decision is not None:
                 self._add_decision(s, decision)
             if not self._commit(s):
                 return None if not self._seen_now(event.event_id) else ApplyResult(duplicate=True)
             return ApplyResult(applied=applied)
+
+    @staticmethod
+    def _write_snapshot(
+        s: Session, lc: OrderLifecycle, old_version: int, now: datetime | None = None
+    ) -> bool:
+        """Update the order's row to `lc` if it is still at `old_version`; otherwise roll the
+        transaction back (a concurrent writer got there first) and return False."""
+        stmt = (
+            update(WorkOrder)
+            .where(col(WorkOrder.id) == lc.order_id, col(WorkOrder.version) == old_version)
+            .values(**_snapshot(lc, now))
+        )
+        if s.exec(stmt).rowcount != 1:  # type: ignore[attr-defined]
+            s.rollback()
+            return False
+        return True
 
     def _reject(self, s: Session, event: LifecycleEvent, exc: TransitionRejected) -> ApplyResult:
         s.add(_event_row(event, exc))
@@ -601,13 +611,7 @@ class Store:
                     continue
                 events.extend(_event_values(e, None, now) for e in applied_here)
                 s.add_all(_revisit_rows(applied_here))
-                stmt = (
-                    update(WorkOrder)
-                    .where(col(WorkOrder.id) == row.id, col(WorkOrder.version) == old_version)
-                    .values(**_snapshot(lc, now))
-                )
-                if s.exec(stmt).rowcount != 1:  # type: ignore[attr-defined]
-                    s.rollback()
+                if not self._write_snapshot(s, lc, old_version, now):
                     return None
             if not events:
                 return results

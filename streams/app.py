@@ -114,6 +114,18 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 #: and routed 1,520 orders/s; with 4,000, 1,770/s (back to back, two runs each of 20,000
 #: orders). 4,000 buffered orders of ~3 KB are about 12 MB
 STREAM_BUFFER = 20 * BATCH
+#: faust's table writes go to the changelog through the producer's buffer; above
+#: `max_messages` pending (faust's default is 100) the conductor stops handing fetched messages
+#: to every stream until about that many are sent, one event-loop turn each. A batch that
+#: meets many enterprises writes more than 100 entries at once, so under the default one
+#: large batch (after any pause: a GC, a busy neighbour) stalled the fetch, the stall made the
+#: next batches large again, and the worker stayed in that state: at half rate, pausing the
+#: worker for 1.5 s three times put the p50 latency at 1.2-1.5 s for 12-16 s after each
+#: pause (54 "producer buffer full" warnings) instead of recovering within a couple of
+#: seconds. The limit is above what the two routing agents' batches (each `BATCH` plus one
+#: take) can write at once; a producer that cannot keep up still stops the streams. Each
+#: pending entry is one enterprise's recent orders (under a few KB)
+PRODUCER_BUFFER_MESSAGES = 8 * BATCH
 MAX_POLL_RECORDS = 2 * BATCH
 #: events that can put an order on a unit's feed (改派, 人工派单, 重办): a redelivered one sends
 #: the order's current dispatch again, since the first delivery may have been lost
@@ -231,6 +243,11 @@ class HotlineApp(faust.App):
             seek_to_committed_or_start, self, consumer
         )
         return consumer
+
+    def _new_producer(self) -> Any:
+        producer = super()._new_producer()
+        producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
+        return producer
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
