@@ -39,6 +39,7 @@ import faust
 import faust.streams as faust_streams
 from faust.types import EventT, StreamT, TableT, TopicT
 from mode import Service
+from mode.services import WaitResults
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -76,7 +77,7 @@ from streams.handlers import Ahead, Outcome, OutMessage, Router, order_to_json
 from streams.lag import install_lag_gauge
 from streams.partitioning import enterprise_key, has_enterprise, home_partition
 from streams.sensor import setup_sensors
-from streams.stage_timing import TIMES
+from streams.stage_timing import TIMES, watch_loop_lag
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,9 @@ class HotlineApp(faust.App):
         if ledger is not None:
             consumer.callback = ledger.wrap(consumer.callback)  # type: ignore[attr-defined]
         consumer._read_offset = NoReadOffsets(ledger)  # type: ignore[attr-defined]
+        if TIMES.enabled:
+            consumer._wait_next_records = functools.partial(  # type: ignore[attr-defined]
+                timed_fetch, consumer._wait_next_records)
         consumer.ack = functools.partial(  # type: ignore[method-assign]
             ack_current_generation, self, consumer.ack, consumer
         )
@@ -241,6 +245,9 @@ class HotlineApp(faust.App):
         )
         consumer.perform_seek = functools.partial(  # type: ignore[method-assign]
             seek_to_committed_or_start, self, consumer
+        )
+        consumer.wait_first = functools.partial(  # type: ignore[method-assign]
+            deliver_inline, self, consumer, consumer.wait_first
         )
         return consumer
 
@@ -258,6 +265,55 @@ class HotlineApp(faust.App):
             resume_flow_and_reread, self, flow.resume
         )
         return flow
+
+
+async def timed_fetch(inner: Callable[[float], Awaitable[Any]], timeout: float) -> Any:
+    """faust's wait for the next fetched records, with stage timing (HOTLINE_STAGE_TIMING):
+    "fetch.wait" (how long it waited, and the records it got) and "fetch.age" (how old the
+    oldest of them was: time since its producer's timestamp)."""
+    started = time.perf_counter()
+    records, active = await inner(timeout)
+    if records:
+        n = sum(len(batch) for batch in records.values())
+        TIMES.add("fetch.wait", time.perf_counter() - started, n)
+        oldest = min(batch[0].timestamp for batch in records.values() if batch)
+        TIMES.add("fetch.age", time.time() - oldest / 1000, n)
+    return records, active
+
+
+_EVENT_WAIT = asyncio.Event.wait.__code__
+
+
+async def deliver_inline(
+    app: faust.App, consumer: Any, wait_first: Callable[..., Awaitable[Any]], *coros: Any,
+    timeout: Any = None,
+) -> Any:
+    """faust's fetch loop hands each message to the streams with
+    ``consumer.wait_first(callback(message), consumer.suspend_flow.wait())``: four tasks, a
+    wait and three cancellations per message, several turns of the event loop, and after each
+    turn's select() the loop thread waits for the GIL while the router thread holds it. That
+    capped delivery near 1,000 messages a second while the router handled large batches, so at
+    half rate a backlog, once there, stayed (latency 1.2-1.5 s for tens of seconds).
+
+    When the delivery cannot wait, the callback is awaited directly, with no task and no turn
+    of the loop: the flow is on and not being suspended, the producer buffer is within its
+    limit, no subscription change holds the conductor's lock, and every stream queue has room,
+    so the callback only decodes the message and puts it on the queues. Anything else (where
+    faust races the delivery against a suspension of the flow) goes the way faust does it."""
+    conductor = app.topics
+    if (
+        len(coros) == 2 and timeout is None
+        and getattr(coros[1], "cr_code", None) is _EVENT_WAIT
+        and not consumer.suspend_flow.is_set()
+        and app.flow_control.is_active()
+        and app.producer.buffer.size <= app.producer.buffer.max_messages
+        and not conductor._tp_to_callback_lock.locked()
+        and not any(channel.queue.full() for channel in conductor._topics)
+    ):
+        coros[1].close()
+        result = await coros[0]
+        return WaitResults([coros[0]], [result], False)
+    return await wait_first(*coros, timeout=timeout)
 
 
 def ack_current_generation(
@@ -892,6 +948,11 @@ def create_app(
         await heal(app, gap_watch, now, router.metrics.rewinds)
 
     app.watches = [heal_gaps]  # from the start: the first table recovery is watched too
+
+    if TIMES.enabled:
+        @app.task
+        async def loop_lag() -> None:  # the event loop's wake-up lag, with the stage timings
+            await watch_loop_lag()
 
     @app.timer(interval=TICK_INTERVAL_S)
     async def deadlines() -> None:

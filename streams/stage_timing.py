@@ -9,6 +9,7 @@ Stages run on the event loop and on the router thread, so shares can add up to m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -76,3 +77,15 @@ class StageTimes:
 
 #: the process-wide timings (the worker has one router and one event loop)
 TIMES = StageTimes(enabled=os.environ.get(ENV, "") not in ("", "0"))
+
+
+async def watch_loop_lag(times: StageTimes = TIMES, interval: float = 0.01) -> None:
+    """For ever: how late a `interval` sleep wakes up ("loop.lag", and "loop.lag_over_20ms"
+    for the late ones), i.e. how long the event loop is held by other work or by the GIL."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(interval)
+        lag = time.perf_counter() - started - interval
+        times.add("loop.lag", lag)
+        if lag > 0.02:
+            times.add("loop.lag_over_20ms", lag)
