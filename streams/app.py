@@ -273,11 +273,11 @@ async def timed_fetch(inner: Callable[[float], Awaitable[Any]], timeout: float) 
     oldest of them was: time since its producer's timestamp)."""
     started = time.perf_counter()
     records, active = await inner(timeout)
-    if records:
+    stamps = [batch[0].timestamp for batch in (records or {}).values() if batch]
+    if stamps:
         n = sum(len(batch) for batch in records.values())
         TIMES.add("fetch.wait", time.perf_counter() - started, n)
-        oldest = min(batch[0].timestamp for batch in records.values() if batch)
-        TIMES.add("fetch.age", time.time() - oldest / 1000, n)
+        TIMES.add("fetch.age", time.time() - min(stamps) / 1000, n)
     return records, active
 
 
