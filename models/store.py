@@ -446,16 +446,10 @@ class Store:
                 else:
                     s.exec(update(WorkOrder).where(col(WorkOrder.id) == order.order_id)
                            .values(**values))
-            # one executemany per table (a clash with a concurrent writer: nothing is written)
-            conn = s.connection()
-            try:
-                _INSERT_ORDERS(conn, new_orders)
-                _INSERT_EVENTS(conn, events)
-                _INSERT_DECISIONS(conn, [_decision_values(d, now) for _, _, d, _ in items])
-            except IntegrityError:
-                s.rollback()
-                return None
-            if not self._commit(s):
+            if not self._insert_and_commit(
+                s, (_INSERT_ORDERS, new_orders), (_INSERT_EVENTS, events),
+                (_INSERT_DECISIONS, [_decision_values(d, now) for _, _, d, _ in items]),
+            ):
                 return None
         return results
 
@@ -502,6 +496,20 @@ class Store:
             if not self._commit(s):
                 return None if not self._seen_now(event.event_id) else ApplyResult(duplicate=True)
             return ApplyResult(applied=applied)
+
+    def _insert_and_commit(
+        self, s: Session, *inserts: tuple[BulkInsert, Sequence[Mapping[str, Any]]]
+    ) -> bool:
+        """One executemany per table, then commit `s`. False when a concurrent writer clashed
+        (a unique key): the transaction is rolled back and nothing is written."""
+        conn = s.connection()
+        try:
+            for insert, rows in inserts:
+                insert(conn, rows)
+        except IntegrityError:
+            s.rollback()
+            return False
+        return self._commit(s)
 
     @staticmethod
     def _write_snapshot(
@@ -615,12 +623,7 @@ class Store:
                     return None
             if not events:
                 return results
-            try:
-                _INSERT_EVENTS(s.connection(), events)
-            except IntegrityError:
-                s.rollback()
-                return None
-            if not self._commit(s):
+            if not self._insert_and_commit(s, (_INSERT_EVENTS, events)):
                 return None
         return results
 
