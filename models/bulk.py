@@ -12,9 +12,7 @@ stored is the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
-from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import JSON, Table, insert
@@ -141,24 +139,3 @@ def _copy(cursor: Any, prepared: _Prepared, rows: Sequence[Mapping[str, Any]]) -
     with cursor.copy(statement) as copy:
         for row in prepared.tuples(rows):
             copy.write_row(row)
-
-
-def _unserializable(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# json.dumps builds a new C encoder on every call; reusing one halves the cost of the small
-# values the JSON columns hold. Same arguments as json.dumps' defaults, except the check for
-# circular references (our values come from JSON or from our own records: never circular).
-_ENCODER = (
-    c_make_encoder(None, _unserializable, encode_basestring_ascii, None, ": ", ", ",
-                   False, False, True)
-    if c_make_encoder is not None else None
-)
-
-
-def json_dumps(value: Any) -> str:
-    """Exactly ``json.dumps(value)``, faster: the serializer of the engine's JSON columns."""
-    if _ENCODER is None:
-        return json.dumps(value)
-    return "".join(_ENCODER(value, 0))

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlmodel import Session, col, create_engine, select
 
-from models.bulk import BulkInsert, json_dumps
+from models.bulk import BulkInsert
+from models.jsoncodec import dumps_text
 from models.lifecycle import (
     ORDER_RECEIVED,
     REVISIT_RECORDED,
@@ -114,14 +115,14 @@ PING_IDLE_S = 1.0
 def _engine_for(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(url, json_serializer=json_dumps)
+        engine = create_engine(url, json_serializer=dumps_text)
         _ping_when_idle(engine)
         return engine
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           json_serializer=json_dumps)
+                           json_serializer=dumps_text)
     if database and database != ":memory:":
         sa_event.listen(engine, "connect", _sqlite_wal)
     return engine

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from hotline.masking import mask_pii
 from hotline.metrics import Metrics
+from models.jsoncodec import dumps
 from models.lifecycle import LifecycleEvent, State
 from models.records import CHANNELS, Candidate, Decision, OrderIn, Prediction, RoutingContext
 from models.store import ApplyResult, ConflictingOrder, Store
@@ -81,21 +82,22 @@ class SharedBody:
     most of each message). Encoded only when a message is sent, so the embedded runner, which
     sends nothing, never pays for it."""
 
-    __slots__ = ("value", "_text")
+    __slots__ = ("value", "_bytes")
 
     def __init__(self, value: dict[str, Any]) -> None:
         self.value = value
-        self._text: str | None = None
+        self._bytes: bytes | None = None
 
-    def text(self, extra: Mapping[str, Any] | None = None) -> str:
-        """``json.dumps({**value, **extra}, ensure_ascii=False)``, with `value` encoded once.
-        `extra`'s keys must not be in `value` (they follow its keys, as in the dict merge)."""
-        if self._text is None:
-            self._text = json.dumps(self.value, ensure_ascii=False)
+    def encode(self, extra: Mapping[str, Any] | None = None) -> bytes:
+        """``{**value, **extra}`` as UTF-8 JSON (`models.jsoncodec.dumps`), with `value`
+        encoded once. `extra`'s keys must not be in `value` (they follow its keys, as in the
+        dict merge)."""
+        if self._bytes is None:
+            self._bytes = dumps(self.value)
         if not extra:
-            return self._text
-        tail = json.dumps(extra, ensure_ascii=False)[1:]
-        return self._text[:-1] + (", " + tail if self.value else tail)
+            return self._bytes
+        tail = dumps(extra)[1:]
+        return self._bytes[:-1] + (b"," + tail if self.value else tail)
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ class OutMessage:
     def encode(self) -> bytes:
         """The value as UTF-8 JSON (non-ASCII characters as they are)."""
         if self.shared is not None:
-            return self.shared.text(self.extra).encode()
-        return json.dumps(self.value, ensure_ascii=False).encode()
+            return self.shared.encode(self.extra)
+        return dumps(self.value)
 
 
 @dataclass

@@ -1,37 +1,15 @@
-"""`models.bulk`: the JSON serializer of the engine's JSON columns and the bulk insert."""
+"""`models.bulk`: the bulk insert."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import IntegrityError
 
-from models.bulk import BulkInsert, json_dumps
+from models.bulk import BulkInsert
 from models.store import _engine_for
-
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=20,
-)
-
-
-@given(JSON_VALUES)
-def test_json_dumps_is_json_dumps(value: object) -> None:
-    assert json_dumps(value) == json.dumps(value)
-
-
-def test_json_dumps_takes_numpy_floats_and_refuses_other_objects() -> None:
-    value = [{"unit": "区交通委", "probability": np.float64(0.94)}, ("停", 0.07)]
-    assert json_dumps(value) == json.dumps(value)
-    with pytest.raises(TypeError, match="not JSON serializable"):
-        json_dumps({"at": object()})
 
 
 def _table() -> Table:
