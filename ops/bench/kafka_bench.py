@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -314,15 +313,26 @@ def delete_topics(bootstrap: str, prefix: str) -> None:
 
 # ---- sending and waiting --------------------------------------------------------------------
 class DispatchWatcher:
-    """Reads `workorders.dispatched` in the background: order id -> record timestamp (ms)."""
+    """Reads `workorders.dispatched` in the background, from its end as of construction:
+    order id -> record timestamp (ms). Built only for the phases that read it (latency and
+    burst), so it does not decode the full-speed phase's dispatches on the cores the pipeline
+    is measured on (it consumed them as they came before)."""
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
         self.seen: dict[str, int] = {}
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(
-            f"{prefix}{DISPATCHED}", bootstrap_servers=bootstrap, enable_auto_commit=False,
-            auto_offset_reset="earliest", group_id=f"bench-watch-{uuid.uuid4().hex[:8]}",
-        )
+        topic = f"{prefix}{DISPATCHED}"
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                       group_id=None)
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            self._consumer.close()
+            raise RuntimeError(f"主题 {topic} 不存在或没有分区")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end offsets now, before the phase sends anything
+            self._consumer.position(tp)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -359,16 +369,39 @@ def send_paced(
     return sent
 
 
+#: `wait_done` counts done orders at least this often near the end (the precision of a
+#: phase's end time) and at most this seldom far from it: each count reads every done order's
+#: row, up to a million in the burst, on the machine the pipeline is measured on
+COUNT_EVERY_MIN_S = 0.25
+COUNT_EVERY_MAX_S = 5.0
+
+
+def next_count_in(done: int, n: int, elapsed: float) -> float:
+    """Seconds until `wait_done` counts again: half the time the rest should take at the rate
+    so far, within [COUNT_EVERY_MIN_S, COUNT_EVERY_MAX_S]."""
+    if done <= 0 or elapsed <= 0:
+        return COUNT_EVERY_MIN_S
+    half_rest = 0.5 * (n - done) / (done / elapsed)
+    return min(max(half_rest, COUNT_EVERY_MIN_S), COUNT_EVERY_MAX_S)
+
+
 def wait_done(w: Workers, run: str, n: int, timeout: float, on_tick: Any = None) -> float | None:
-    """Wait until ``n`` orders of ``run`` are done; the perf_counter time when they were."""
-    deadline = time.perf_counter() + timeout
+    """Wait until ``n`` orders of ``run`` are done; the perf_counter time when they were
+    (within COUNT_EVERY_MIN_S). ``on_tick`` is called every 0.25 s."""
+    started = time.perf_counter()
+    deadline = started + timeout
+    count_at = started
     while time.perf_counter() < deadline:
         if on_tick is not None:
             on_tick()
-        if w.done_count(run) >= n:
-            return time.perf_counter()
+        now = time.perf_counter()
+        if now >= count_at:
+            done = w.done_count(run)
+            if done >= n:
+                return time.perf_counter()
+            count_at = now + next_count_in(done, n, now - started)
         w.check_running()
-        time.sleep(0.25)
+        time.sleep(max(min(0.25, count_at - time.perf_counter()), 0.0))
     return None
 
 

@@ -51,7 +51,7 @@ def _pipeline(
     topic = f"{prefix}{RECEIVED}"
     with kb.workers(bootstrap, db_url, prefix, log_dir, workers) as w:
         prod = kb._producer(bootstrap)
-        watcher = kb.DispatchWatcher(bootstrap, prefix)
+        watcher: kb.DispatchWatcher | None = None
         try:
             w.wait_sharing()
             kb.warm_up(w, prod, topic, messages(templates, WARM_UP_ORDERS, f"W{run_id}"),
@@ -62,6 +62,7 @@ def _pipeline(
             out.update(before.per_order(w.cpu(), n), kafka_cores=os.cpu_count() or 1)
             out["kafka_pipeline_rate"] = rate
             print(f"Kafka 流水线：{rate:.1f} 单/秒；测延迟（半速 {rate / 2:.1f} 单/秒）…", flush=True)
+            watcher = kb.DispatchWatcher(bootstrap, prefix)
             paced = messages(templates, max(int(rate / 2 * LATENCY_SECONDS), 50), f"L{run_id}")
             sent = kb.send_paced(prod, topic, paced, rate / 2)
             kb.wait_done(w, f"L{run_id}", len(paced), timeout=120)
@@ -78,7 +79,8 @@ def _pipeline(
                                   burst_seconds, burst_factor))
             out["dead_letters"] = w.dead_letters()
         finally:
-            watcher.close()
+            if watcher is not None:
+                watcher.close()
             prod.close()
     return out
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ops.bench import kafka_bench as kb
 from ops.bench.__main__ import main
 from ops.bench.kafka_bench import CpuSnapshot
 from ops.bench.report import KEYS, jsonable, ratios
@@ -81,3 +82,40 @@ def test_cpu_readings_of_this_process_and_the_machine_advance() -> None:
     assert cpu_seconds(os.getpid()) - mine >= 0.2
     assert machine_busy_seconds() - machine >= 0.2
     assert math.isnan(cpu_seconds(2**22 + 12345))  # above Linux's largest pid: no such process
+
+
+class _Clock:
+    """`time` for `kafka_bench.wait_done`: sleeping moves the clock on."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_wait_done_counts_seldom_far_from_the_end_and_often_near_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(kb, "time", clock)
+    counted: list[float] = []
+    ticks: list[float] = []
+
+    class Workers:  # 100 orders done per second, 1,000 in all
+        def done_count(self, run: str) -> int:
+            counted.append(clock.t)
+            return min(int(clock.t * 100), 1000)
+
+        def check_running(self) -> None:
+            pass
+
+    done = kb.wait_done(Workers(), "R", 1000, timeout=60,  # type: ignore[arg-type]
+                        on_tick=lambda: ticks.append(clock.t))
+    assert done is not None and 10.0 <= done <= 10.0 + kb.COUNT_EVERY_MIN_S
+    assert len(counted) <= 15  # a count every 0.25 s would be 41
+    assert max(b - a for a, b in zip(ticks, ticks[1:])) <= 0.25 + 1e-9  # ticks stay regular
+    assert kb.wait_done(Workers(), "R", 10**6, timeout=30) is None  # never done: times out
