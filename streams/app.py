@@ -91,7 +91,7 @@ BATCH = 200
 #: Back to back at 360 orders/s (three pairs): 50 ms gave p50 218-300 / p99 421-612 ms, 20 ms
 #: 180-247 / 364-415 ms, with the full-speed rate unchanged (770 and 675/s against 786 and 733/s)
 BATCH_WITHIN = 0.02
-SWITCH_INTERVAL_S = 0.001
+SWITCH_INTERVAL_S = 0.003
 #: offsets are committed every COMMIT_INTERVAL_S by faust's background committer. A commit
 #: after every COMMIT_EVERY acks is made inline by the fetch loop (which stops feeding the
 #: streams meanwhile: a producer flush and a broker round trip), so keep that one rare
@@ -843,8 +843,10 @@ def tune_worker_process() -> None:
     """Interpreter settings for a worker process. The router thread is busy with the CPU (the
     classifier, the database rows) while the event loop does many short system calls (fetch,
     produce, acks): after each one the loop waits for the GIL for up to the switch interval,
-    5 ms by default, so a produce round trip cost several of those. 1 ms keeps the loop
-    responsive at a small switching cost."""
+    5 ms by default, so a produce round trip cost several of those; a shorter interval costs the
+    router thread more hand-overs. Kafka phases of the bench, 40,000 orders, interleaved runs:
+    3 ms routed 2,080-2,162 orders/s (3 runs) with half-rate p99 99-103 ms; 1 ms 2,004-2,109/s
+    (3 runs), p99 186-289 ms; 5 ms 2,021-2,031/s (2 runs), p99 181-224 ms."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
