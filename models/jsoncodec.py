@@ -5,9 +5,11 @@ orjson writes the same JSON values as the standard library's ``json.dumps`` seve
 faster (one order's dispatch body, about 0.5 KB with its decision: 7.8 µs with ``json.dumps``,
 1.0 µs with orjson), compact (no space after ``,`` and ``:``) and in UTF-8. Read back, the
 values are equal, except that NaN and infinities become ``null`` where ``json.dumps`` writes
-``NaN``, which neither JSON nor PostgreSQL accepts. A value orjson refuses (an integer beyond
-64 bits, a string with a lone surrogate, an object that is not JSON) goes through ``json``
-as before, which encodes it or raises ``TypeError`` / ``UnicodeEncodeError`` as it always did.
+``NaN``, which neither JSON nor PostgreSQL accepts, and that orjson also writes datetimes,
+dates, UUIDs, enums and dataclasses (as ISO text, strings and objects), which ``json.dumps``
+refused; nothing here passes those. A value orjson refuses (an integer beyond 64 bits, a
+string with a lone surrogate, any other object) goes through ``json`` as before, which encodes
+it or raises ``TypeError`` / ``UnicodeEncodeError`` as it always did.
 """
 
 from __future__ import annotations
