@@ -84,7 +84,13 @@ log = logging.getLogger(__name__)
 RECEIVED = "workorders.received"
 BY_ENTERPRISE = "workorders.by-enterprise"
 EVENTS = "workorders.events"
-BATCH = 200
+#: events a routing batch holds at most (admitted, classified, decided and written together):
+#: each batch pays a few database round trips, three COPYs, a commit and the executor hops,
+#: so under a backlog larger batches route more. Interleaved runs of the bench's Kafka phases
+#: (40,000 orders): 400 routed 2,288-2,319 orders/s (4 runs) against 2,209-2,215 with 200
+#: (2 runs) and 2,323-2,477 with 800 (2 runs, half-rate p99 124-211 ms against 97-142 ms);
+#: under light load a batch is whatever arrived within BATCH_WITHIN, so this changes nothing
+BATCH = 400
 #: how long a batch waits to fill up: every hop (intake, route) adds up to this much latency
 #: under light load; under heavy load batches fill up long before. faust's `noack_take` does not
 #: buffer while the agent handles a batch, so at moderate load every batch waits this long.
@@ -106,14 +112,14 @@ TICK_INTERVAL_S = 30.0
 TICK_LIMIT = 100
 #: aiokafka sends at most one batch per partition per request and one request per broker at a
 #: time, so a send to a partition whose batch is full waits a whole round trip: a batch must
-#: hold a whole outbox's share of a partition (200 orders of ~3 KB spread over 4 partitions)
+#: hold a whole outbox's share of a partition (400 orders of ~3 KB spread over 4 partitions)
 PRODUCER_BATCH_BYTES = 512 * 1024
 #: memory bounds under a backlog: events an agent's stream buffers ahead of its batch (faust's
 #: default is 4,096), records one fetch hands over. faust stops fetching a partition once the
 #: buffer is nearly full and starts again only when it has drained to half: with 1,000 the
 #: worker idled on those restarts (its event loop in select half the time at full speed, py-spy)
 #: and routed 1,520 orders/s; with 4,000, 1,770/s (back to back, two runs each of 20,000
-#: orders). 4,000 buffered orders of ~3 KB are about 12 MB
+#: orders, BATCH 200 then). 8,000 buffered orders of ~3 KB are about 24 MB
 STREAM_BUFFER = 20 * BATCH
 #: faust's table writes go to the changelog through the producer's buffer; above
 #: `max_messages` pending (faust's default is 100) the conductor stops handing fetched messages

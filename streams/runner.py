@@ -21,7 +21,7 @@ from streams.classify_ahead import ClassifyAhead, available
 from streams.handlers import EventOutcome, Outcome, OutMessage, Router
 from streams.stage_timing import TIMES
 
-BATCH = 200  # as the faust agents take them (streams.app.BATCH)
+BATCH = 200  # orders per embedded batch (the Kafka worker's are `streams.app.BATCH`)
 
 
 @dataclass
