@@ -322,14 +322,11 @@ class Store:
 
     @staticmethod
     def _aggregate(s: Session, row: WorkOrder) -> OrderLifecycle:
-        ids = s.exec(
-            select(EventRow.event_id).where(EventRow.order_id == row.id, col(EventRow.accepted))
-        ).all()
-        return Store._lifecycle_of(row, ids)
+        return Store._aggregates(s, [row])[0]
 
     @staticmethod
     def _aggregates(s: Session, rows: Sequence[WorkOrder]) -> list[OrderLifecycle]:
-        """`_aggregate` of many rows, their applied event ids read in one query."""
+        """The lifecycles of stored rows, their applied event ids read in one query."""
         ids: dict[str, list[str]] = {row.id: [] for row in rows}
         if ids:
             for order_id, event_id in s.exec(
