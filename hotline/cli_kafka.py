@@ -153,10 +153,11 @@ def cmd_event(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from streams.app import create_app, tune_worker_process
+    from streams.app import create_app, tune_worker_process, use_event_loop
 
     settings = Settings()
     _need_kafka(settings)
+    use_event_loop(settings.event_loop)  # before anything creates the loop
     if args.web_port:
         settings = settings.model_copy(update={"metrics_port": args.web_port})
     from streams.kafka_io import ensure_topics

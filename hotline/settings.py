@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EVENT_LOOPS = ("uvloop", "aio")  # `Settings.event_loop`
 
 
 class Settings(BaseSettings):
@@ -29,6 +30,9 @@ class Settings(BaseSettings):
     # core: a Kafka worker's `streams.classify_ahead.ClassifierProcess`, and `hotline run`'s
     # `ClassifyAhead` for ingests of more than one batch; false: in the process itself
     classify_process: bool = True
+    # a Kafka worker's asyncio event loop (事件循环): "uvloop" (libuv, the default where it is
+    # installed) or "aio" (the standard library's); `streams.app.use_event_loop`
+    event_loop: str = "uvloop"
     # HTTP API rate limits (限流), requests per minute; 0 turns a limit off
     api_rate_per_token: int = 300  # per bearer token
     api_rate_per_client: int = 600  # per client address, whatever the token
@@ -45,6 +49,13 @@ class Settings(BaseSettings):
     def _limit(cls, v: int) -> int:
         if v < 100:
             raise ValueError("max_text_chars must be >= 100")
+        return v
+
+    @field_validator("event_loop")
+    @classmethod
+    def _loop(cls, v: str) -> str:
+        if v not in EVENT_LOOPS:
+            raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
         return v
 
     @field_validator("api_rate_per_token", "api_rate_per_client")

@@ -206,6 +206,8 @@ def test_a_thousand_orders_each_dispatched_exactly_once(
         states = assert_each_routed_once(db, prefix, ORDERS)
         assert Counter(s for s, _ in states.values())["已派单"] > ORDERS // 2
         assert_feeds_match(pg_pipeline, db, rules, prefix, exactly_once=True)
+        # the workers ran on the default event loop, uvloop (HOTLINE_EVENT_LOOP)
+        assert {(w.health() or {}).get("event_loop") for w in pg_pipeline.workers} == {"uvloop"}
     finally:
         db.close()
 
