@@ -28,9 +28,11 @@ def match_place(source: str | None, cfg: RoutingConfig) -> str | None:
     if not source or pattern is None:
         return None
     best: tuple[int, int, str] | None = None  # (-length, start, place)
-    for m in pattern.finditer(source):
-        place = m.group(1)
-        key = (-len(place), m.start(), place)
+    found = pattern.search(source)
+    while found is not None:  # every start of a place, overlapping ones included
+        place, start = found.group(), found.start()
+        key = (-len(place), start, place)
         if best is None or key < best:
             best = key
+        found = pattern.search(source, start + 1)
     return cfg.areas[best[2]] if best is not None else None

@@ -88,6 +88,9 @@ def _messages(n: int) -> list[Any]:
          "text": TEXTS[i % len(TEXTS)], "address": "朱泾镇"}
         for i in range(n)
     ]
+    for i in range(5, n, 10):  # one enterprise's repeated complaints (line-first from the 3rd)
+        out[i].update(enterprise_name="上海金山某某精细化工有限公司",
+                      credit_code="91310116MA1J8XXX0K")
     out[7] = {"order_id": "BAD", "text": ""}  # a dead letter in the first batch
     out[260] = dict(out[3])  # a repeat: routed in the first batch already
     return out
@@ -247,5 +250,6 @@ def test_the_router_gives_the_same_outcomes_with_the_classifier_process(tmp_path
         helper.close()
     assert _seen(got) == _seen(expected)
     assert scanned == []
+    assert any(o.decision is not None and o.decision.trigger == "repeat" for o in got)
     assert [o.status for o in got].count("duplicate") == 1
     assert len(helped_app.store.dead_letters()) == 1

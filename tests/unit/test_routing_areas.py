@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from routing_rules import load_default
 from routing_rules.areas import match_place, resolve_area
@@ -57,3 +61,37 @@ def test_longest_match_wins() -> None:
 
 def test_ordinary_words_do_not_match() -> None:
     assert match_place("快递堆在走廊下面没人管", CFG) is None  # 廊下 alone is not a place
+
+
+def _every_occurrence(source: str) -> str | None:
+    """The reference: every occurrence of every place name, the longest, then the earliest."""
+    found = [
+        (-len(place), start, place)
+        for place in CFG.areas
+        for start in range(len(source))
+        if source.startswith(place, start)
+    ]
+    return CFG.areas[min(found)[2]] if found else None
+
+
+PLACES = sorted(CFG.areas)
+
+
+@given(st.lists(st.one_of(st.sampled_from(PLACES), st.text("金山卫站朱泾枫村路街镇号", max_size=4)),
+                max_size=6))
+def test_the_longest_earliest_place_of_every_occurrence_overlapping_ones_included(
+    parts: list[str],
+) -> None:
+    source = "".join(parts)
+    assert match_place(source, CFG) == _every_occurrence(source)
+
+
+def test_a_longer_place_starting_inside_a_shorter_one_is_found() -> None:
+    # the scan goes on from the character after each start, not after each match
+    extra = {"朱泾镇": "甲乙", "枫泾镇": "乙丙丁戊"}
+    cfg = replace(CFG, units=tuple(
+        u.model_copy(update={"places": (*u.places, extra[u.name])}) if u.name in extra else u
+        for u in CFG.units
+    ))
+    assert match_place("在甲乙附近", cfg) == "朱泾镇"
+    assert match_place("在甲乙丙丁戊附近", cfg) == "枫泾镇"
