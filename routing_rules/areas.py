@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routing_rules.config import RoutingConfig
+from routing_rules.config import RoutingConfig, every_start
 
 
 def resolve_area(
@@ -28,11 +28,8 @@ def match_place(source: str | None, cfg: RoutingConfig) -> str | None:
     if not source or pattern is None:
         return None
     best: tuple[int, int, str] | None = None  # (-length, start, place)
-    found = pattern.search(source)
-    while found is not None:  # every start of a place, overlapping ones included
-        place, start = found.group(), found.start()
-        key = (-len(place), start, place)
+    for found in every_start(pattern, source):  # overlapping places included
+        key = (-len(found.group()), found.start(), found.group())
         if best is None or key < best:
             best = key
-        found = pattern.search(source, start + 1)
     return cfg.areas[best[2]] if best is not None else None

@@ -14,7 +14,7 @@ they are stored as names, which is what `Decision` carries.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -109,6 +109,26 @@ class RoutingSettings(_Strict):
 
 
 # ---------------------------------------------------------------------------- rules 规则
+def longest_first(words: Iterable[str]) -> re.Pattern[str] | None:
+    """An alternation of ``words``, longest first, so that at any position the first
+    alternative that matches is the longest word there (None for no words). A plain
+    alternation, not one inside a lookahead: `search` then skips ahead to the words' first
+    characters in C, where a lookahead is tried at every position (ten times slower on
+    order texts). `every_start` finds the overlapping ones."""
+    ordered = sorted(set(words), key=lambda w: (-len(w), w))
+    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def every_start(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """At every position of ``text`` where ``pattern`` matches, its match there, left to
+    right: overlapping matches included (each search starts one character after the last
+    match's start)."""
+    m = pattern.search(text)
+    while m is not None:
+        yield m
+        m = pattern.search(text, m.start() + 1)
+
+
 def _check_appeal_types(v: tuple[str, ...]) -> tuple[str, ...]:
     bad = [a for a in v if a not in APPEAL_TYPES]
     if bad:
@@ -276,14 +296,7 @@ class RoutingConfig:
             for place in (u.name, *u.aliases, *u.places):
                 areas[place] = u.name
         object.__setattr__(self, "_areas", areas)
-        # a lookahead finds a match at every position (overlaps included), longest first
-        ordered = sorted(areas, key=lambda p: (-len(p), p))
-        # longest first: at any position the first alternative that matches is the longest.
-        # A plain alternation, not one inside a lookahead: `search` then skips ahead to the
-        # places' first characters in C (a lookahead is tried at every position, ten times
-        # slower on order texts)
-        place_re = re.compile("|".join(re.escape(p) for p in ordered)) if ordered else None
-        object.__setattr__(self, "_place_re", place_re)
+        object.__setattr__(self, "_place_re", longest_first(areas))
 
     @property
     def unit_by_name(self) -> dict[str, UnitConfig]:

@@ -37,7 +37,7 @@ built-in ones; `reasons` explains every step in Chinese.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -51,6 +51,8 @@ from routing_rules.config import (
     LocalMatter,
     RoutingConfig,
     UnitConfig,
+    every_start,
+    longest_first,
 )
 
 TRIGGER_RULES: dict[str, str] = {
@@ -109,6 +111,11 @@ class RoutingEngine:
         self.cfg = cfg
         #: names this engine (and a forked copy of it) in the `TextFacts` it finds
         self.token = uuid.uuid4().hex
+        self._keywords = KeywordScan((
+            *(k for r in cfg.keyword_rules for k in (*r.any, *r.all, *r.none)),
+            *(k for m in cfg.local_matters for k in m.keywords),
+            *cfg.line_keywords, *cfg.legacy_keywords,
+        ))
 
     # ---- public API -------------------------------------------------------------------------
     def decide(
@@ -141,20 +148,23 @@ class RoutingEngine:
         """The rules' findings in ``order`` itself (its text and fields): the scans that make
         up most of `decide`'s work, which a helper process can do beside classification."""
         cfg, text = self.cfg, order.full_text
+        found = self._keywords.found(text)  # the rules' keywords in the text, in one pass
         return TextFacts(
             config_token=self.token,
             territorial=resolve_area(order.address, order.area, text, cfg),
             keyword_hits=tuple(
-                i for i, r in enumerate(cfg.keyword_rules) if _keyword_fires(r, order, text)
+                i for i, r in enumerate(cfg.keyword_rules)
+                if _keyword_fires(r, order, text, found)
             ),
             enterprise_hits=tuple(
                 i for i, r in enumerate(cfg.enterprise_rules) if _enterprise_fires(r, order)
             ),
             local_hit=next(
-                (i for i, m in enumerate(cfg.local_matters) if _first_in(m.keywords, text)), None
-            ),
-            line_keyword=_first_in(cfg.line_keywords, text),
-            legacy_keyword=_first_in(cfg.legacy_keywords, text),
+                (i for i, m in enumerate(cfg.local_matters) if not found.isdisjoint(m.keywords)),
+                None,
+            ) if found else None,
+            line_keyword=_first_in(cfg.line_keywords, found),
+            legacy_keyword=_first_in(cfg.legacy_keywords, found),
         )
 
     def _facts(self, order: OrderIn, prediction: Prediction, ctx: RoutingContext) -> _Facts:
@@ -442,16 +452,38 @@ def _explicit_first(rules: list[str]) -> tuple[str, ...]:
 
 
 # ---- matching helpers ----------------------------------------------------------------------------
-def _first_in(keywords: tuple[str, ...], text: str) -> str | None:
-    return next((k for k in keywords if k in text), None)
+class KeywordScan:
+    """Which of a fixed set of keywords (关键词) occur in a text, found in one pass: a
+    longest-first alternation searched again from the character after each start, so every
+    start of a keyword is visited, and at each start the longest keyword there stands for the
+    shorter ones that are its prefixes. The same set as ``{k for k in keywords if k in text}``,
+    without a substring search per keyword and rule."""
+
+    def __init__(self, keywords: Iterable[str]) -> None:
+        words = set(keywords)
+        self._pattern = longest_first(words)
+        self._with_prefixes = {w: frozenset(p for p in words if w.startswith(p)) for w in words}
+
+    def found(self, text: str) -> set[str]:
+        out: set[str] = set()
+        if self._pattern is not None:
+            for m in every_start(self._pattern, text):
+                out |= self._with_prefixes[m.group()]
+        return out
 
 
-def _keyword_fires(rule: KeywordRule, order: OrderIn, text: str) -> bool:
-    if rule.any and not any(k in text for k in rule.any):
+def _first_in(keywords: tuple[str, ...], found: set[str]) -> str | None:
+    """The first of ``keywords`` (in their configured order) among those ``found``."""
+    return next((k for k in keywords if k in found), None) if found else None
+
+
+def _keyword_fires(rule: KeywordRule, order: OrderIn, text: str, found: set[str]) -> bool:
+    """Whether ``rule`` fires for ``order``; ``found``: the keywords in its ``text``."""
+    if rule.any and found.isdisjoint(rule.any):
         return False
-    if rule.all and not all(k in text for k in rule.all):
+    if rule.all and not found.issuperset(rule.all):
         return False
-    if rule.none and any(k in text for k in rule.none):
+    if rule.none and not found.isdisjoint(rule.none):
         return False
     regex = rule.regex
     if regex is not None and regex.search(text) is None:
