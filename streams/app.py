@@ -790,7 +790,7 @@ class IntakeHandler:
     async def __call__(self, events: Sequence[EventT]) -> list[OutMessage]:
         checked, aheads = await self._checked(events)
         co_partitioned = (
-            self.pipeline.app.consumer.topic_partitions(self.received) == self.partitions
+            partition_count(self.pipeline.app.consumer, self.received) == self.partitions
         )
         out: list[OutMessage] = []
         here: list[tuple[EventT, OrderIn]] = []
@@ -806,6 +806,23 @@ class IntakeHandler:
         ahead = MergedAhead.of([(o, aheads.get(id(o))) for _, o in here])
         out.extend(await self.route(here, ahead))
         return out
+
+
+def partition_count(consumer: Any, topic: str) -> int | None:
+    """The number of partitions of ``topic`` as this worker's consumer knows it (None before
+    it has the topic's metadata). faust's `Consumer.topic_partitions` reads the snapshot that
+    aiokafka's group coordinator keeps for assigning partitions, and only the group's leader
+    keeps one: in every other worker of the group it is empty, and the intake handler, taking
+    the topics for not co-partitioned, sent every enterprise's order through
+    `workorders.by-enterprise` (in the bench with two workers, about half of one worker's
+    orders). The consumer's cluster metadata, which every member has for the topics it reads
+    (`AIOKafkaConsumer.partitions_for_topic`), answers when that snapshot does not."""
+    count = consumer.topic_partitions(topic)
+    if count:
+        return int(count)
+    aiokafka_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    found = aiokafka_consumer.partitions_for_topic(topic) if aiokafka_consumer else None
+    return len(found) if found else None
 
 
 def intake_handler(pipeline: Pipeline, repeats: TableT) -> IntakeHandler:

@@ -467,5 +467,9 @@ def test_e_two_workers_share_partitions_and_one_takes_over(
         wait_routed(p, db, prefix, ORDERS)
         assert_each_routed_once(db, prefix, ORDERS)
         assert_feeds_match(p, db, rules, prefix, exactly_once=False)
+        # hotline ingest put each order on its enterprise's home partition, so whichever
+        # worker held it, the group's leader or not, routed it there: none took the hop
+        assert sum(1 for o in orders if o.get("credit_code") or o.get("enterprise_name")) > 100
+        assert read_topic(p.bootstrap, p.topic("workorders.by-enterprise")) == []
     finally:
         db.close()

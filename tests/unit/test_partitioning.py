@@ -80,12 +80,23 @@ class Event:
 class FakePipeline:
     """`streams.app.Pipeline` as the handlers use it, with the calls made in place."""
 
-    def __init__(self, app: App, received_partitions: int | None) -> None:
+    def __init__(self, app: App, received_partitions: int | None, *,
+                 leader: bool = True) -> None:
+        """``leader``: the consumer is its group's leader, the only member whose faust
+        `topic_partitions` knows the counts (aiokafka's assignment snapshot); any member's
+        aiokafka consumer knows them from its cluster metadata."""
         self.router = app.router
         self.settings = SimpleNamespace(partitions=PARTITIONS)
+
+        def metadata(topic: str) -> set[int] | None:
+            if topic != "t." + RECEIVED or received_partitions is None:
+                return None
+            return set(range(received_partitions))
+
         self.app = SimpleNamespace(consumer=SimpleNamespace(
-            topic_partitions=lambda topic: received_partitions if topic == "t." + RECEIVED
-            else None))
+            topic_partitions=lambda topic: len(metadata(topic) or ()) or None if leader
+            else None,
+            _thread=SimpleNamespace(_consumer=SimpleNamespace(partitions_for_topic=metadata))))
 
     def topic(self, name: str) -> Any:
         return SimpleNamespace(get_topic_name=lambda: "t." + name)
@@ -110,9 +121,10 @@ class Table(dict[str, Any]):
 
 
 def handle(app: App, events: list[Event], *, received_partitions: int | None = PARTITIONS,
-           table: Table | None = None) -> list[Any]:
+           table: Table | None = None, leader: bool = True) -> list[Any]:
     repeats = Table() if table is None else table
-    return asyncio.run(intake_handler(FakePipeline(app, received_partitions), repeats)(events))  # type: ignore[arg-type]
+    pipeline = FakePipeline(app, received_partitions, leader=leader)
+    return asyncio.run(intake_handler(pipeline, repeats)(events))  # type: ignore[arg-type]
 
 
 def topics(out: list[Any]) -> dict[str, list[Any]]:
@@ -145,11 +157,23 @@ def test_an_order_elsewhere_is_forwarded_by_its_enterprise(app: App) -> None:
     assert fwd.key == KEY and fwd.value["order_id"] == "GD1"
 
 
+def test_a_worker_that_is_not_the_groups_leader_routes_home_orders_where_they_arrived(
+    app: App,
+) -> None:
+    # faust's topic_partitions is None there; the consumer's cluster metadata is not
+    table = Table()
+    out = topics(handle(app, [Event(order("GD1", credit_code=CODE), HOME)], table=table,
+                        leader=False))
+    assert BY_ENTERPRISE not in out
+    assert [m.key for m in out[DISPATCHED]] == ["GD1"] and list(table[KEY]) == ["GD1"]
+
+
 def test_without_co_partitioned_topics_every_enterprise_order_is_forwarded(app: App) -> None:
     for partitions in (None, PARTITIONS * 2):
-        out = topics(handle(app, [Event(order("GD1", credit_code=CODE), HOME)],
-                            received_partitions=partitions))
-        assert DISPATCHED not in out and [m.key for m in out[BY_ENTERPRISE]] == [KEY]
+        for leader in (True, False):
+            out = topics(handle(app, [Event(order("GD1", credit_code=CODE), HOME)],
+                                received_partitions=partitions, leader=leader))
+            assert DISPATCHED not in out and [m.key for m in out[BY_ENTERPRISE]] == [KEY]
 
 
 def test_orders_of_no_enterprise_and_bad_messages_never_take_the_hop(app: App) -> None:
