@@ -4,7 +4,11 @@ Prints a Chinese report and, as its last line, one JSON object (see `ops.bench.r
 Options: ``--quick`` (a smoke run: small counts, a 5-second burst), ``--no-kafka`` (in-process
 phases only), ``--no-burst``, ``--orders N``, ``--burst-seconds S``, ``--burst-factor F``,
 ``--haikou`` (add the real Haikou texts, read in place from /work/shared/data), ``--workers N``
-(the Kafka phases with N workers in one consumer group; default 1).
+(the Kafka phases with N workers in one consumer group) and ``--classify-process on|off``
+(each worker with its classifier process, or classifying in-process). By default one worker
+per usable core, up to the intake partitions, each with a classifier process only where it
+has a second core to itself (`ops.bench.kafka_bench.worker_layout`): on 2 cores, two workers
+classifying in-process.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-burst", dest="burst", action="store_false", help="不做突发负载测试")
     p.add_argument("--burst-seconds", type=float, help="突发持续秒数（默认 60，--quick 为 5）")
     p.add_argument("--burst-factor", type=float, default=10.0, help="突发速率为持续速率的倍数")
-    p.add_argument("--workers", type=_positive, default=1,
-                   help="Kafka 阶段同一消费组内的 worker 进程数（默认 1）")
+    p.add_argument("--workers", type=_positive,
+                   help="Kafka 阶段同一消费组内的 worker 进程数（默认每个可用核一个，至多为分区数）")
+    p.add_argument("--classify-process", choices=("on", "off"),
+                   help="worker 是否另起分类子进程（默认仅当每个 worker 另有一核可用时）")
     p.add_argument("--haikou", action="store_true", help="加入海口 12345 真实诉求文本")
     p.add_argument("--work-dir", type=Path, help="内嵌模式 SQLite 与 worker 日志目录")
     return p.parse_args(argv)
@@ -74,13 +80,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ))
     print(report.render_local(result), flush=True)
     if not args.no_kafka:
+        from ops.bench.kafka_bench import worker_layout
         from ops.bench.kafka_run import run_kafka
+        from streams.classify_ahead import usable_cores
 
         burst_seconds = args.burst_seconds or (5.0 if args.quick else 60.0)
+        workers, classify_process = worker_layout(
+            usable_cores(), args.workers,
+            None if args.classify_process is None else args.classify_process == "on",
+        )
         result.update(run_kafka(
             templates, n, run_id, PROJECT_ROOT / "var" / "bench",
             burst=args.burst, burst_seconds=burst_seconds, burst_factor=args.burst_factor,
-            workers=args.workers,
+            workers=workers, classify_process=classify_process,
         ))
         print(report.render_kafka(result), flush=True)
     result.update(report.ratios(result))

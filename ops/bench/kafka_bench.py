@@ -257,19 +257,38 @@ class Workers:
         return "、".join(str(w.log_path) for w in self.members)
 
 
+def worker_layout(cores: int, workers: int | None = None,
+                  classify_process: bool | None = None) -> tuple[int, bool]:
+    """(workers, whether each classifies in a helper process) for the Kafka phases on
+    ``cores`` usable cores, where not given. One worker per core, up to the intake
+    partitions, each classifying in its own process; a helper process only where every worker
+    has a second core for it. On this 2-core machine (interleaved runs of the Kafka phases,
+    40,000 orders, 2026-12-05): two workers classifying in-process routed 2,928-3,124 orders/s
+    (half-rate p99 163-292 ms), one worker with its helper 2,574-2,702/s (p99 95-101 ms), two
+    workers with helpers 2,729/s, three workers in-process 2,437/s (p99 721 ms)."""
+    n = workers or max(1, min(cores, PARTITIONS))
+    return n, (2 * n <= cores) if classify_process is None else classify_process
+
+
 @contextmanager
-def workers(bootstrap: str, db_url: str, prefix: str, log_dir: Path, n: int) -> Iterator[Workers]:
-    """`n` `hotline worker` subprocesses in one group on the bench's topics."""
+def workers(
+    bootstrap: str, db_url: str, prefix: str, log_dir: Path, n: int, *,
+    classify_process: bool = True,
+) -> Iterator[Workers]:
+    """`n` `hotline worker` subprocesses in one group on the bench's topics, each with its
+    classifier process or classifying in-process (`HOTLINE_CLASSIFY_PROCESS`)."""
     with ExitStack() as stack:
         yield Workers([
-            stack.enter_context(worker(bootstrap, db_url, prefix, log_dir, name=f"{i + 1}"))
+            stack.enter_context(worker(bootstrap, db_url, prefix, log_dir, name=f"{i + 1}",
+                                       classify_process=classify_process))
             for i in range(n)
         ])
 
 
 @contextmanager
 def worker(
-    bootstrap: str, db_url: str, prefix: str, log_dir: Path, *, name: str = ""
+    bootstrap: str, db_url: str, prefix: str, log_dir: Path, *, name: str = "",
+    classify_process: bool = True,
 ) -> Iterator[Worker]:
     """A `hotline worker` subprocess on its own topics; stopped (SIGTERM) at the end."""
     port = _free_port()
@@ -281,6 +300,7 @@ def worker(
         "HOTLINE_DATABASE_URL": db_url,
         "HOTLINE_PARTITIONS": str(PARTITIONS),
         "HOTLINE_WORKER_ID": worker_id,
+        "HOTLINE_CLASSIFY_PROCESS": "1" if classify_process else "0",
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"worker-{worker_id.removeprefix('bench-')}.log"

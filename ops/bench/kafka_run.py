@@ -23,8 +23,9 @@ LATENCY_SECONDS = 20.0
 def run_kafka(
     templates: list[dict[str, Any]], n: int, run_id: str, log_dir: Path, *,
     burst: bool, burst_seconds: float, burst_factor: float, workers: int = 1,
+    classify_process: bool = True,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"kafka_workers": workers}
+    out: dict[str, Any] = {"kafka_workers": workers, "kafka_classify_process": classify_process}
     prefix = f"bench-{run_id}."
     with services() as svc:
         out["services_started"] = list(svc.started)
@@ -36,7 +37,8 @@ def run_kafka(
             with scratch_schema(svc.pg_url, "bench") as db_url:
                 migrate(db_url)  # the worker would do it too; the bench polls the tables first
                 out.update(_pipeline(svc.kafka_bootstrap, db_url, prefix, templates, n, run_id,
-                                     log_dir, burst, burst_seconds, burst_factor, workers))
+                                     log_dir, burst, burst_seconds, burst_factor, workers,
+                                     classify_process))
         finally:
             kb.delete_topics(svc.kafka_bootstrap, prefix)
     return out
@@ -45,11 +47,12 @@ def run_kafka(
 def _pipeline(
     bootstrap: str, db_url: str, prefix: str, templates: list[dict[str, Any]], n: int,
     run_id: str, log_dir: Path, burst: bool, burst_seconds: float, burst_factor: float,
-    workers: int,
+    workers: int, classify_process: bool,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     topic = f"{prefix}{RECEIVED}"
-    with kb.workers(bootstrap, db_url, prefix, log_dir, workers) as w:
+    with kb.workers(bootstrap, db_url, prefix, log_dir, workers,
+                    classify_process=classify_process) as w:
         prod = kb._producer(bootstrap)
         watcher: kb.DispatchWatcher | None = None
         try:

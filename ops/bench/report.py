@@ -94,7 +94,9 @@ def render_kafka(r: dict[str, Any]) -> str:
         "== Kafka 阶段 ==",
         f"kafka-python 原始收发（传输上限）：{_f(r.get('kafka_raw_rate'))} 单/秒",
         (
-            f"Kafka 流水线（{r.get('kafka_workers', 1)} 个 faust worker + PostgreSQL）："
+            f"Kafka 流水线（{r.get('kafka_workers', 1)} 个 faust worker，"
+            f"{'各带分类子进程' if r.get('kafka_classify_process', True) else '进程内分类'}"
+            f" + PostgreSQL）："
             f"{_f(r.get('kafka_pipeline_rate'))} 单/秒"
         ),
         (

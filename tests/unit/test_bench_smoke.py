@@ -119,3 +119,13 @@ def test_wait_done_counts_seldom_far_from_the_end_and_often_near_it(
     assert len(counted) <= 15  # a count every 0.25 s would be 41
     assert max(b - a for a, b in zip(ticks, ticks[1:])) <= 0.25 + 1e-9  # ticks stay regular
     assert kb.wait_done(Workers(), "R", 10**6, timeout=30) is None  # never done: times out
+
+
+def test_the_kafka_phases_run_a_worker_per_core_and_a_helper_only_with_a_spare_core() -> None:
+    assert kb.worker_layout(1) == (1, False)
+    assert kb.worker_layout(2) == (2, False)  # this machine: two workers, in-process
+    assert kb.worker_layout(4) == (4, False)
+    assert kb.worker_layout(16) == (kb.PARTITIONS, True)  # no more workers than partitions
+    assert kb.worker_layout(2, workers=1) == (1, True)  # one worker: its helper on core two
+    assert kb.worker_layout(2, workers=1, classify_process=False) == (1, False)
+    assert kb.worker_layout(2, classify_process=True) == (2, True)
