@@ -90,12 +90,13 @@ def render_local(r: dict[str, Any]) -> str:
 
 
 def render_kafka(r: dict[str, Any]) -> str:
+    helpers = r.get("kafka_classify_process", True)
     lines = [
         "== Kafka 阶段 ==",
         f"kafka-python 原始收发（传输上限）：{_f(r.get('kafka_raw_rate'))} 单/秒",
         (
             f"Kafka 流水线（{r.get('kafka_workers', 1)} 个 faust worker，"
-            f"{'各带分类子进程' if r.get('kafka_classify_process', True) else '进程内分类'}"
+            f"{'各带分类子进程' if helpers else '进程内分类'}"
             f" + PostgreSQL）："
             f"{_f(r.get('kafka_pipeline_rate'))} 单/秒"
         ),
@@ -105,13 +106,15 @@ def render_kafka(r: dict[str, Any]) -> str:
             f"（{r.get('kafka_latency_orders', 0)} 单自动派出）"
         ),
         (
-            f"全速时每单 CPU：worker 进程 {_f(r.get('kafka_cpu_worker_ms'), '.2f', ' ms')}，"
-            f"分类子进程 {_f(r.get('kafka_cpu_helper_ms'), '.2f', ' ms')}，"
-            f"其余（broker、PostgreSQL、压测发送等）{_f(r.get('kafka_cpu_other_ms'), '.2f', ' ms')}；"
+            f"全速时每单 CPU：worker 进程 {_f(r.get('kafka_cpu_worker_ms'), '.2f', ' ms')}"
+            + (f"，分类子进程 {_f(r.get('kafka_cpu_helper_ms'), '.2f', ' ms')}，" if helpers
+               else "（含分类），")
+            + f"其余（broker、PostgreSQL、压测发送等）{_f(r.get('kafka_cpu_other_ms'), '.2f', ' ms')}；"
             f"机器平均 {_f(r.get('kafka_busy_cores'), '.2f')} / {r.get('kafka_cores', '—')} 核忙"
         ),
         f"worker 常驻内存（最大的一个）：{_f(r.get('worker_rss_mb'), '.0f', ' MB')}；"
-        f"连同分类子进程按比例计（PSS）：{_f(r.get('worker_pss_mb'), '.0f', ' MB')}",
+        f"{'连同分类子进程' if helpers else ''}按比例计（PSS）："
+        f"{_f(r.get('worker_pss_mb'), '.0f', ' MB')}",
     ]
     if "burst_orders" in r:
         catch = r.get("burst_catch_up_s")
