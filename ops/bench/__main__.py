@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(report.render_local(result), flush=True)
     if not args.no_kafka:
         from ops.bench.kafka_bench import worker_layout
-        from ops.bench.kafka_run import run_kafka
+        from ops.bench.kafka_run import WARM_UP_SECONDS, run_kafka
         from streams.classify_ahead import usable_cores
 
         burst_seconds = args.burst_seconds or (5.0 if args.quick else 60.0)
@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             templates, n, run_id, PROJECT_ROOT / "var" / "bench",
             burst=args.burst, burst_seconds=burst_seconds, burst_factor=args.burst_factor,
             workers=workers, classify_process=classify_process,
+            warm_up_s=0.0 if args.quick else WARM_UP_SECONDS,
         ))
         print(report.render_kafka(result), flush=True)
     result.update(report.ratios(result))

@@ -17,13 +17,26 @@ from ops.pg_schema import scratch_schema
 from streams.app import RECEIVED
 
 WARM_UP_ORDERS = 40
+#: full-speed load through the pipeline before anything is measured. A broker just started
+#: (as `make bench` starts one on a fresh machine) runs its JVM's code interpreted until the
+#: JIT has compiled the hot paths: with only the raw phase and 40 orders before, a fresh
+#: broker gave 2,698 orders/s and a half-rate p99 of 803 ms, falling from 930 to 173 ms over
+#: the 20 s of the latency phase, where a broker up for hours gave 3,160/s and 323 ms
+#: (2026-12-05, two workers in-process)
+WARM_UP_SECONDS = 20.0
+WARM_UP_ROUND = 5_000  # orders per round of the warm-up load
 LATENCY_SECONDS = 20.0
+#: half-rate load sent, and waited for, before the latency phase: the half-rate latency is
+#: the steady one. Right after the full-speed phase, on a broker started minutes before, the
+#: first seconds at half rate ran late (p50 up to 0.9 s, falling to about 0.1 s within 8-10 s,
+#: with one worker or two; not seen on a broker up for hours)
+LATENCY_LEAD_IN_SECONDS = 10.0
 
 
 def run_kafka(
     templates: list[dict[str, Any]], n: int, run_id: str, log_dir: Path, *,
     burst: bool, burst_seconds: float, burst_factor: float, workers: int = 1,
-    classify_process: bool = True,
+    classify_process: bool = True, warm_up_s: float = WARM_UP_SECONDS,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"kafka_workers": workers, "kafka_classify_process": classify_process}
     prefix = f"bench-{run_id}."
@@ -38,16 +51,33 @@ def run_kafka(
                 migrate(db_url)  # the worker would do it too; the bench polls the tables first
                 out.update(_pipeline(svc.kafka_bootstrap, db_url, prefix, templates, n, run_id,
                                      log_dir, burst, burst_seconds, burst_factor, workers,
-                                     classify_process))
+                                     classify_process, warm_up_s))
         finally:
             kb.delete_topics(svc.kafka_bootstrap, prefix)
     return out
 
 
+def _warm_up_load(
+    w: kb.Workers, prod: Any, topic: str, templates: list[dict[str, Any]], run_id: str,
+    seconds: float,
+) -> dict[str, Any]:
+    """Rounds of `WARM_UP_ROUND` orders at full speed, each waited for, until ``seconds``
+    have passed (`WARM_UP_SECONDS`); nothing measured."""
+    started, rounds = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        run = f"V{run_id}{rounds}"
+        kb.warm_up(w, prod, topic, messages(templates, WARM_UP_ROUND, run), run)
+        rounds += 1
+    if rounds:
+        print(f"预热：{rounds * WARM_UP_ROUND} 单全速送入，"
+              f"{time.perf_counter() - started:.0f} 秒", flush=True)
+    return {"kafka_warm_up_orders": rounds * WARM_UP_ROUND}
+
+
 def _pipeline(
     bootstrap: str, db_url: str, prefix: str, templates: list[dict[str, Any]], n: int,
     run_id: str, log_dir: Path, burst: bool, burst_seconds: float, burst_factor: float,
-    workers: int, classify_process: bool,
+    workers: int, classify_process: bool, warm_up_s: float,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     topic = f"{prefix}{RECEIVED}"
@@ -59,12 +89,17 @@ def _pipeline(
             w.wait_sharing()
             kb.warm_up(w, prod, topic, messages(templates, WARM_UP_ORDERS, f"W{run_id}"),
                        f"W{run_id}")
+            out.update(_warm_up_load(w, prod, topic, templates, run_id, warm_up_s))
             before = w.cpu()
             rate, _ = kb.pipeline_rate(w, prod, topic, messages(templates, n, f"K{run_id}"),
                                        f"K{run_id}")
             out.update(before.per_order(w.cpu(), n), kafka_cores=os.cpu_count() or 1)
             out["kafka_pipeline_rate"] = rate
             print(f"Kafka 流水线：{rate:.1f} 单/秒；测延迟（半速 {rate / 2:.1f} 单/秒）…", flush=True)
+            lead_in = messages(templates, max(int(rate / 2 * LATENCY_LEAD_IN_SECONDS), 50),
+                               f"M{run_id}")
+            kb.send_paced(prod, topic, lead_in, rate / 2)
+            kb.wait_done(w, f"M{run_id}", len(lead_in), timeout=120)
             watcher = kb.DispatchWatcher(bootstrap, prefix)
             paced = messages(templates, max(int(rate / 2 * LATENCY_SECONDS), 50), f"L{run_id}")
             sent = kb.send_paced(prod, topic, paced, rate / 2)
