@@ -18,8 +18,8 @@ from streams.app import RECEIVED
 
 WARM_UP_ORDERS = 40
 #: full-speed load through the pipeline before anything is measured. A broker just started
-#: (as `make bench` starts one on a fresh machine) runs its JVM's code interpreted until the
-#: JIT has compiled the hot paths: with only the raw phase and 40 orders before, a fresh
+#: (as `make bench` starts one on a fresh machine) is slow at first, presumably until its
+#: JVM has compiled the hot paths: with only the raw phase and 40 orders before, a fresh
 #: broker gave 2,698 orders/s and a half-rate p99 of 803 ms, falling from 930 to 173 ms over
 #: the 20 s of the latency phase, where a broker up for hours gave 3,160/s and 323 ms
 #: (2026-12-05, two workers in-process)
