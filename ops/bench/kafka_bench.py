@@ -444,9 +444,10 @@ def latencies(sent: dict[str, int], seen: dict[str, int]) -> list[float]:
 
 # ---- the phases -----------------------------------------------------------------------------
 def warm_up(w: Workers, prod: KafkaProducer, topic: str, messages: Sequence[dict[str, Any]],
-            run: str, timeout: float = 180) -> None:
-    """Send a few orders and wait until the worker has processed them (assignment done)."""
-    send_paced(prod, topic, messages, None)
+            run: str, timeout: float = 180, *, rate: float | None = None) -> None:
+    """Send orders (at ``rate`` per second, or as fast as possible) that are not measured,
+    and wait until the workers have processed them (assignment done, load settled)."""
+    send_paced(prod, topic, messages, rate)
     if wait_done(w, run, len(messages), timeout) is None:
         raise RuntimeError(f"worker 预热超时（{timeout:.0f} 秒），日志：{w.log_paths}")
 

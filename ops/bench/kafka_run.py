@@ -98,8 +98,7 @@ def _pipeline(
             print(f"Kafka 流水线：{rate:.1f} 单/秒；测延迟（半速 {rate / 2:.1f} 单/秒）…", flush=True)
             lead_in = messages(templates, max(int(rate / 2 * LATENCY_LEAD_IN_SECONDS), 50),
                                f"M{run_id}")
-            kb.send_paced(prod, topic, lead_in, rate / 2)
-            kb.wait_done(w, f"M{run_id}", len(lead_in), timeout=120)
+            kb.warm_up(w, prod, topic, lead_in, f"M{run_id}", timeout=120, rate=rate / 2)
             watcher = kb.DispatchWatcher(bootstrap, prefix)
             paced = messages(templates, max(int(rate / 2 * LATENCY_SECONDS), 50), f"L{run_id}")
             sent = kb.send_paced(prod, topic, paced, rate / 2)
