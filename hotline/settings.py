@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     # a Kafka worker's asyncio event loop (事件循环): "uvloop" (libuv, the default where it is
     # installed) or "aio" (the standard library's); `streams.app.use_event_loop`
     event_loop: str = "uvloop"
+    # how long the broker may hold a Kafka worker's fetch (取数等待, ms) to gather
+    # `streams.app.FETCH_MIN_BYTES` of orders while the worker keeps up: fewer, larger fetches
+    # under moderate load, for up to this much latency on each order; 0: faust's fetches,
+    # answered as soon as one message is there
+    fetch_wait_ms: int = 100
     # HTTP API rate limits (限流), requests per minute; 0 turns a limit off
     api_rate_per_token: int = 300  # per bearer token
     api_rate_per_client: int = 600  # per client address, whatever the token
@@ -56,6 +61,13 @@ class Settings(BaseSettings):
     def _loop(cls, v: str) -> str:
         if v not in EVENT_LOOPS:
             raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
+        return v
+
+    @field_validator("fetch_wait_ms")
+    @classmethod
+    def _fetch_wait(cls, v: int) -> int:
+        if not 0 <= v <= 1000:
+            raise ValueError("fetch_wait_ms must be between 0 and 1000")
         return v
 
     @field_validator("api_rate_per_token", "api_rate_per_client")

@@ -1,8 +1,8 @@
 """Per-stage timings of the worker's batches (分阶段耗时), for profiling: off unless
 ``HOTLINE_STAGE_TIMING=1``.
 
-Each stage adds its wall time and the number of items it handled; every `REPORT_EVERY_S` one
-log line (WARNING, so it shows at the bench's log level) gives, per stage, the batches, the
+Each stage adds its wall time and the number of items it handled; every `REPORT_EVERY_S`
+(10 s, or ``HOTLINE_STAGE_TIMING_EVERY`` seconds) one log line (WARNING, so it shows at the bench's log level) gives, per stage, the batches, the
 items, the mean items per batch, the mean milliseconds per batch and the share of the interval.
 Stages run on the event loop and on the router thread, so shares can add up to more than 100%.
 """
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
-REPORT_EVERY_S = 10.0
+REPORT_EVERY_S = float(os.environ.get("HOTLINE_STAGE_TIMING_EVERY", "10"))
 ENV = "HOTLINE_STAGE_TIMING"
 
 
