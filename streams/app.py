@@ -141,7 +141,8 @@ MAX_POLL_RECORDS = 2 * BATCH
 #: smaller route batches. One worker on PostgreSQL, CPU per thread from /proc (2026-12-05,
 #: back to back): gathering 64 KB for up to 25 ms, a worker used 1.05-1.06 ms of CPU per order
 #: at 700 orders/s and 1.56-1.63 ms at 350/s, against 1.23 and 1.90-1.98 ms at one byte; full
-#: speed unchanged (0.55-0.60 ms)
+#: speed unchanged (0.55-0.60 ms). The default wait, 100 ms, cost the bench's two workers less
+#: at full speed than 25 ms did (README, Fetch gathering)
 FETCH_MIN_BYTES = 64 * 1024
 #: a fetch of this many records or more means a backlog: the next fetches are answered at the
 #: first byte again (`gather_below_backlog`), until a fetch brings fewer
@@ -299,9 +300,8 @@ def gathered_fetches(
     create: Callable[[Any], Any], wait_ms: int, transport: Any
 ) -> Any:
     """faust's aiokafka consumer, whose fetches the broker holds until it has `FETCH_MIN_BYTES`
-    or ``wait_ms`` passed (faust passes neither to aiokafka: it asks for one byte and lets the
-    broker wait up to 1.5 s for it). aiokafka's consumer hands both to its fetcher when it
-    starts."""
+    or ``wait_ms`` passed (faust keeps aiokafka's one byte and lets the broker wait up to 1.5 s
+    for it). aiokafka's consumer hands both to its fetcher when it starts."""
     consumer = create(transport)
     consumer._fetch_min_bytes = FETCH_MIN_BYTES
     consumer._fetch_max_wait_ms = wait_ms
@@ -315,6 +315,8 @@ async def gather_below_backlog(
     `FETCH_MIN_BYTES` only while the worker keeps up: a fetch that brought `BACKLOG_RECORDS` or
     more means a backlog, and the broker then answers at the first byte again."""
     records, active = await inner(timeout)
+    # the fetcher runs on the consumer's thread and reads the value for each fetch request it
+    # builds; one attribute store from this thread is atomic
     fetcher = getattr(getattr(thread, "_consumer", None), "_fetcher", None)
     if fetcher is not None:
         n = sum(len(batch) for batch in (records or {}).values())

@@ -2,8 +2,9 @@
 ``HOTLINE_STAGE_TIMING=1``.
 
 Each stage adds its wall time and the number of items it handled; every `REPORT_EVERY_S`
-(10 s, or ``HOTLINE_STAGE_TIMING_EVERY`` seconds) one log line (WARNING, so it shows at the bench's log level) gives, per stage, the batches, the
-items, the mean items per batch, the mean milliseconds per batch and the share of the interval.
+(10 s, or ``HOTLINE_STAGE_TIMING_EVERY`` seconds) one log line (WARNING, so it shows at the
+bench's log level) gives, per stage, the batches, the items, the mean items per batch, the
+mean milliseconds per batch and the share of the interval.
 Stages run on the event loop and on the router thread, so shares can add up to more than 100%.
 """
 
