@@ -1,13 +1,15 @@
 """Quality report (质量评估) of a unit model on labelled orders.
 
 All figures count every order given, including those whose unit the model never saw (they
-are simply wrong), so rare units are not hidden.
+are simply wrong), so rare units are not hidden. The report also splits the orders by how many
+training orders their unit had (按训练量分层, `by_history`): where the errors are, and how much
+more history of a unit would help.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,6 +21,8 @@ from classifier.thresholds import coverage_threshold
 PRECISION_LEVELS: tuple[float, ...] = (0.90, 0.95, 0.97)
 N_CONFUSED = 10
 N_BINS = 15
+#: Bands of a unit's training orders (inclusive; None: no upper bound) for `by_history`.
+HISTORY_BANDS: tuple[tuple[int, int | None], ...] = ((0, 0), (1, 2), (3, 9), (10, 29), (30, None))
 
 
 class _Model(Protocol):
@@ -30,6 +34,9 @@ class _Model(Protocol):
 
     def proba_records(self, records: Sequence[LabeledText]) -> np.ndarray: ...
 
+    @property
+    def train_counts(self) -> dict[str, int]: ...
+
     def appeal_records(self, records: Sequence[LabeledText]) -> tuple[list[str], np.ndarray]: ...
 
 
@@ -39,15 +46,20 @@ def evaluate(model: _Model, records: Sequence[LabeledText]) -> dict[str, Any]:
     labels = np.asarray(model.labels)
     y = np.asarray([r.unit for r in records])
     proba = model.proba_records(records)
-    report = unit_report(proba, y, labels, model.thresholds)
+    report = unit_report(proba, y, labels, model.thresholds, model.train_counts or None)
     report["appeal_type"] = appeal_report(model, records)
     return report
 
 
 def unit_report(
-    proba: np.ndarray, y: np.ndarray, labels: np.ndarray, thresholds: dict[str, float]
+    proba: np.ndarray,
+    y: np.ndarray,
+    labels: np.ndarray,
+    thresholds: dict[str, float],
+    train_counts: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The unit figures from a probability matrix over ``labels`` and the true units ``y``."""
+    """The unit figures from a probability matrix over ``labels`` and the true units ``y``;
+    with ``train_counts`` (training orders per unit) also `by_history`."""
     n = len(y)
     if n == 0:
         raise ValueError("评估数据为空")
@@ -59,7 +71,7 @@ def unit_report(
     known = set(labels.tolist())
     unit_t = np.array([thresholds.get(u, 1.01) for u in pred])
     auto = conf >= unit_t
-    return {
+    report = {
         "n": n,
         "n_labels": len(set(y.tolist())),
         "unseen_labels": sorted(set(y.tolist()) - known),
@@ -75,6 +87,35 @@ def unit_report(
         "per_unit": per_unit(y, pred),
         "confused": most_confused(y, pred),
     }
+    if train_counts is not None:
+        report["by_history"] = by_history(y, correct.astype(bool), in_top3, train_counts)
+    return report
+
+
+def by_history(
+    y: np.ndarray, correct: np.ndarray, in_top3: np.ndarray, train_counts: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Orders, accuracy, top-3 accuracy and share of all errors per band of their unit's
+    training orders (`HISTORY_BANDS`; a unit the model never saw is in the band 0)."""
+    history = np.array([train_counts.get(u, 0) for u in y.tolist()])
+    errors = max(int((~correct).sum()), 1)
+    out = []
+    for low, high in HISTORY_BANDS:
+        mask = history >= low
+        if high is not None:
+            mask &= history <= high
+        k = int(mask.sum())
+        out.append(
+            {
+                "band": f"{low}+" if high is None else f"{low}" if high == low else f"{low}-{high}",
+                "n": k,
+                "share": k / len(y),
+                "accuracy": float(correct[mask].mean()) if k else 0.0,
+                "top3_accuracy": float(in_top3[mask].mean()) if k else 0.0,
+                "error_share": float((~correct[mask]).sum()) / errors,
+            }
+        )
+    return out
 
 
 def _coverage(conf: np.ndarray, correct: np.ndarray, precision: float) -> float:
@@ -156,6 +197,18 @@ def format_report(report: dict[str, Any], title: str = "承办单位模型评估
         )
     if len(report["per_unit"]) > 25:
         lines.append(f"……其余 {len(report['per_unit']) - 25} 个单位略（--json 可看全部）")
+    if report.get("by_history"):
+        lines.append("")
+        lines.append("按承办单位的训练工单数分层：")
+        for b in report["by_history"]:
+            head = f"  训练 {b['band']:>5} 单的单位：{b['n']:>5} 单"
+            if not b["n"]:
+                lines.append(head)
+                continue
+            lines.append(
+                f"{head}（{b['share']:>5.1%}），准确率 {b['accuracy']:.3f}，"
+                f"前三命中率 {b['top3_accuracy']:.3f}，占全部错误 {b['error_share']:>5.1%}"
+            )
     lines.append("")
     lines.append("最易混淆（实际 → 预测：次数）：")
     for c in report["confused"]:

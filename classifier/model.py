@@ -143,6 +143,11 @@ class UnitModel:
         return {str(u): float(t) for u, t in zip(self._labels, self._thresholds, strict=True)}
 
     @property
+    def train_counts(self) -> dict[str, int]:
+        """Training orders per unit (empty for a model saved without them)."""
+        return {str(u): int(n) for u, n in self.metadata.get("train_counts", {}).items()}
+
+    @property
     def unit_pipeline(self) -> Pipeline:
         """The unit classifier as one scikit-learn Pipeline (features → head)."""
         return Pipeline([("features", self.features), ("clf", self.unit_head)])

@@ -6,7 +6,9 @@ thresholds, features, blend weights) is made on validation; test is only scored.
 ``trainval``, is our model retrained on train + validation with the same hyper-parameters and
 its thresholds chosen on 5-fold out-of-fold predictions of train + validation (still never on
 test). Prints a Chinese report and, as its last line, one JSON object with the figures
-(``baseline_*``, ``model_*`` and ``trainval_*`` keys on test; ``baseline_val_*`` and
+(``baseline_*``, ``model_*`` and ``trainval_*`` keys on test, among them the share and
+accuracy of the orders whose unit had 0, 1-2, 3-9, 10-29 or 30+ training orders,
+``*_history_<band>_share`` / ``_accuracy``; ``baseline_val_*`` and
 ``model_val_*`` on validation, where auto-dispatch is in-sample since the thresholds were
 chosen there).
 
@@ -133,6 +135,9 @@ def _summary(prefix: str, report: dict[str, Any]) -> dict[str, Any]:
     }
     for p, v in report["coverage"].items():
         out[f"{prefix}_coverage_at_{p}"] = v
+    for band in report.get("by_history", []):  # orders by their unit's training orders
+        out[f"{prefix}_history_{band['band']}_share"] = band["share"]
+        out[f"{prefix}_history_{band['band']}_accuracy"] = band["accuracy"]
     appeal = report.get("appeal_type", {})
     if appeal.get("available"):
         out[f"{prefix}_appeal_accuracy"] = appeal["accuracy"]

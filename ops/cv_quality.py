@@ -111,6 +111,26 @@ added as a second training document of its unit, the title kept (shuffles 0-1, a
 and 0.513: 0.712 / 0.705 accuracy, 0.511 / 0.488 coverage@0.95). How accuracy grows with the
 history: `ops.learning_curve`.
 
+Also tried at stop 27 and not kept (prototypes outside the tool; shuffles 0-1, against
+``current``'s 0.713 / 0.717 accuracy and 0.490 / 0.536 coverage@0.95): a unit catalogue wider
+than the training fold (every unit of train + validation, so that a unit with no training
+order can still be composed from its function and territory and found by its name) 0.715 /
+0.719 and 0.491 / 0.535, top-3 +0.009; of the 62 orders of shuffle 0 whose unit had no order
+in the training fold it routed 6 right, and it lost 3 orders of units that had. Neighbours
+learnt prequentially (each held-out order's earlier held-out orders, by order number, join the
+neighbour memory, as confirmed dispatches would in service): +0.001 / +0.001 accuracy,
++0.006 / +0.002 coverage@0.95. Follow-up calls citing an earlier order's number: 404 of the
+2,042 orders cite one, but only 67 cite an order in the file (59 of them have its unit); on
+``ops.bench_quality``'s test part 12 cite a train + validation order, and the retrained model
+routes 8 of them right where the cited order's unit would route 9.
+Where the errors are (shuffle 0, 469 errors): 424 choose the wrong function (259 of them in
+the right territory), 39 the right function in the wrong territory. By the unit's orders in
+train + validation: units with 30 or more orders 0.887 accuracy (972 orders), 10-29 0.568
+(310), 3-9 0.486 (216), 1-2 0.162 (136). The four district 政府服务中心 (70 orders, the
+district government's general desk, on any topic) are recalled 0.05 to 0.26 and 市数字城管专席
+0.22 (its orders read like the district 城管局's). The baseline on the same folds (shuffles
+0-3): accuracy 0.628, coverage@0.95 0.370 (``current`` 0.716 and 0.507).
+
 Coverage at 95% precision moves by up to 0.05 between shuffles of the same model (0.483 to
 0.536 for ``current``). The nearest other order has the same unit for 89-91% of the orders
 whose nearest order is near-identical (cosine ≥ 0.8: 248 orders, 88.7%; ≥ 0.95: 145, 91.0%).

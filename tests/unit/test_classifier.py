@@ -21,7 +21,12 @@ from classifier.datasets import (
     map_appeal_type,
     strip_dispatch_hints,
 )
-from classifier.evaluate import evaluate, expected_calibration_error, unit_report
+from classifier.evaluate import (
+    evaluate,
+    expected_calibration_error,
+    format_report,
+    unit_report,
+)
 from classifier.model import (
     METADATA_FILE,
     ModelLoadError,
@@ -293,6 +298,33 @@ def test_unit_report_hand_computed() -> None:
     assert r["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
 
 
+def test_unit_report_by_history_bands() -> None:
+    labels = np.array(["A", "B", "C"])
+    # true A, A, B, C, D; predicted A, B, B, A, A: A 1 of 2, B right, C wrong, D (unseen) wrong
+    proba = np.array(
+        [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.5, 0.2, 0.3], [0.6, 0.3, 0.1]]
+    )
+    y = np.array(["A", "A", "B", "C", "D"])
+    r = unit_report(proba, y, labels, {}, {"A": 40, "B": 5, "C": 1})
+    bands = {b["band"]: b for b in r["by_history"]}
+    assert list(bands) == ["0", "1-2", "3-9", "10-29", "30+"]
+    assert bands["0"]["n"] == 1 and bands["0"]["accuracy"] == 0.0
+    assert bands["1-2"]["n"] == 1 and bands["1-2"]["top3_accuracy"] == 1.0  # C is second
+    assert bands["3-9"]["accuracy"] == 1.0 and bands["3-9"]["error_share"] == 0.0
+    assert bands["10-29"] == {
+        "band": "10-29", "n": 0, "share": 0.0, "accuracy": 0.0, "top3_accuracy": 0.0,
+        "error_share": 0.0,
+    }  # fmt: skip
+    assert bands["30+"]["n"] == 2 and bands["30+"]["accuracy"] == 0.5
+    # errors: A→B, C→A, D→A; each band's share of them
+    assert [bands[b]["error_share"] for b in ("0", "1-2", "30+")] == [1 / 3, 1 / 3, 1 / 3]
+    assert sum(b["share"] for b in r["by_history"]) == pytest.approx(1.0)
+    assert "by_history" not in unit_report(proba, y, labels, {})
+    text = format_report({**r, "appeal_type": None}).splitlines()
+    assert "  训练   1-2 单的单位：    1 单（20.0%），准确率 0.000，前三命中率 1.000，占全部错误 33.3%" in text
+    assert "  训练 10-29 单的单位：    0 单" in text  # an empty band has no figures
+
+
 def test_expected_calibration_error() -> None:
     conf = np.array([0.95, 0.95, 0.55, 0.55])
     correct = np.array([1.0, 1.0, 1.0, 0.0])
@@ -304,6 +336,8 @@ def test_evaluate_counts_unseen_units(trained: tuple[Path, object]) -> None:
     recs = _records()[:3] + [LabeledText(order_id="u", text="码头轮渡停航", unit="海事局")]
     r = evaluate(model, recs)
     assert r["n"] == 4 and r["unseen_labels"] == ["海事局"] and r["n_unseen"] == 1
+    assert r["by_history"][0]["band"] == "0" and r["by_history"][0]["n"] == 1  # 海事局
+    assert sum(b["n"] for b in r["by_history"]) == 4
     assert r["appeal_type"]["available"] and r["appeal_type"]["n"] == 3
 
 
