@@ -22,7 +22,9 @@ WARM_UP_ORDERS = 40
 #: JVM has compiled the hot paths: with only the raw phase and 40 orders before, a fresh
 #: broker gave 2,698 orders/s and a half-rate p99 of 803 ms, falling from 930 to 173 ms over
 #: the 20 s of the latency phase, where a broker up for hours gave 3,160/s and 323 ms
-#: (2026-12-05, two workers in-process)
+#: (2026-12-05, two workers in-process). The JVM cause was not shown: later (stop 26) the
+#: half-rate p99 misses that remained came from the workers' CPU per order, not the broker
+#: (a fetched order was about 15 ms old; README, "Fetch gathering")
 WARM_UP_SECONDS = 20.0
 WARM_UP_ROUND = 5_000  # orders per round of the warm-up load
 LATENCY_SECONDS = 20.0
